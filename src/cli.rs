@@ -1,0 +1,226 @@
+//! Command-line flags, each also readable from an env var, and their conversion into the
+//! typed configs the library runs on.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::certs::CertRequest;
+use crate::policy::{MissingService, Settings};
+use crate::server::tls::CertPaths;
+use crate::server::ServeConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "raft-injector",
+    version,
+    about = "Admission webhook that makes Raft clusters on StatefulSets safe and boring"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFT_INJECTOR_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS) and its health and metrics port.
+    Serve(ServeArgs),
+    /// Inject Raft StatefulSets in YAML offline, like `istioctl kube-inject`.
+    Inject(InjectArgs),
+    /// Check YAML offline against the Raft rules; exit 1 when any is denied.
+    Validate(ValidateArgs),
+    /// Write a CA and a serving certificate (ECDSA P-256) for the webhook Service.
+    Certs(CertsArgs),
+    /// Copy this binary into a directory (what the injected init container runs).
+    #[command(hide = true)]
+    Install(InstallArgs),
+}
+
+/// The rule settings shared by `serve`, `inject` and `validate`.
+#[derive(Clone, Debug, Args)]
+pub struct RuleArgs {
+    /// Cluster DNS domain used in peer names, unless a StatefulSet's annotation says otherwise.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    pub cluster_domain: String,
+    /// Image of the init container that provides the in-pod helper.
+    #[arg(long, env = "RAFT_INJECTOR_HELPER_IMAGE", default_value = crate::DEFAULT_HELPER_IMAGE)]
+    pub helper_image: String,
+    /// What to do when spec.serviceName names no existing Service.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_MISSING_SERVICE",
+        value_enum,
+        default_value = "deny"
+    )]
+    pub missing_service: MissingService,
+}
+
+impl RuleArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            cluster_domain: self.cluster_domain.trim_matches('.').to_owned(),
+            helper_image: self.helper_image.clone(),
+            missing_service: self.missing_service,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for /mutate and /validate.
+    #[arg(long, env = "RAFT_INJECTOR_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Plain-HTTP address for /livez, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_METRICS_ADDR",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// PEM certificate chain.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_TLS_CERT",
+        default_value = "/etc/raft-injector/tls/tls.crt"
+    )]
+    pub tls_cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA or RSA).
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_TLS_KEY",
+        default_value = "/etc/raft-injector/tls/tls.key"
+    )]
+    pub tls_key: PathBuf,
+    /// How often to look for a rotated certificate, in seconds.
+    #[arg(long, env = "RAFT_INJECTOR_CERT_RELOAD_SECONDS", default_value_t = 10)]
+    pub cert_reload_seconds: u64,
+    /// How long to let in-flight requests finish after SIGTERM, in seconds.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 20
+    )]
+    pub shutdown_grace_seconds: u64,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--addr and --metrics-addr are both {0}; the webhook and the metrics port need different ports")]
+    SamePort(SocketAddr),
+    #[error("--cert-reload-seconds must be at least 1")]
+    ReloadInterval,
+    #[error("--cluster-domain is empty")]
+    ClusterDomain,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Result<ServeConfig, ConfigError> {
+        if self.addr == self.metrics_addr {
+            return Err(ConfigError::SamePort(self.addr));
+        }
+        if self.cert_reload_seconds == 0 {
+            return Err(ConfigError::ReloadInterval);
+        }
+        let settings = self.rules.settings();
+        if settings.cluster_domain.is_empty() {
+            return Err(ConfigError::ClusterDomain);
+        }
+        Ok(ServeConfig {
+            addr: self.addr,
+            metrics_addr: self.metrics_addr,
+            certs: CertPaths {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+            settings,
+            cert_reload_interval: Duration::from_secs(self.cert_reload_seconds),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct InjectArgs {
+    /// YAML file to read; `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Namespace assumed for objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ValidateArgs {
+    /// YAML files to check; `-` for stdin.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Namespace assumed for objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "raft-injector")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, default_value = "raft-injector")]
+    pub namespace: String,
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// An IP address to add as a SAN (repeatable), e.g. 127.0.0.1 for a local webhook.
+    #[arg(long = "ip")]
+    pub ips: Vec<IpAddr>,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Validity of the serving certificate in days (the CA gets three times as long).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+impl CertsArgs {
+    pub fn request(&self) -> CertRequest {
+        CertRequest {
+            service: self.service.clone(),
+            namespace: self.namespace.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            ips: self.ips.clone(),
+            days: self.days,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct InstallArgs {
+    /// Directory to copy the binary into (as `raft-injector`).
+    #[arg(long)]
+    pub to: PathBuf,
+}

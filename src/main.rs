@@ -1,0 +1,133 @@
+//! The `raft-injector` binary: parses flags, sets up logging, runs one command.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use raft_injector::cli::{Cli, Command, LogFormat};
+use raft_injector::offline::{self, Input, Report};
+use raft_injector::policy::Settings;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn read_input(path: &Path) -> anyhow::Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
+        return Ok(("<stdin>".to_owned(), text));
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((path.display().to_string(), text))
+}
+
+/// Prints warnings and denials the way kubectl would, and says whether all passed.
+fn report(report: &Report) -> bool {
+    for warning in &report.warnings {
+        eprintln!("Warning: {warning}");
+    }
+    for denial in &report.denials {
+        eprintln!("Error: {denial}");
+    }
+    report.denials.is_empty()
+}
+
+fn offline(
+    path: &Path,
+    settings: &Settings,
+    namespace: &str,
+    inject: bool,
+) -> anyhow::Result<Report> {
+    let (name, text) = read_input(path)?;
+    Ok(offline::run(
+        &Input {
+            name: &name,
+            text: &text,
+        },
+        settings,
+        namespace,
+        inject,
+    )?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.config()?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(raft_injector::server::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inject(args) => {
+            let result = offline(&args.file, &args.rules.settings(), &args.namespace, true)?;
+            if !report(&result) {
+                return Ok(ExitCode::FAILURE);
+            }
+            print!("{}", result.output);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            let settings = args.rules.settings();
+            let mut passed = true;
+            for file in &args.files {
+                let result = offline(file, &settings, &args.namespace, false)?;
+                passed &= report(&result);
+                if result.denials.is_empty() {
+                    eprintln!(
+                        "{}: {} Raft StatefulSet(s) pass",
+                        file.display(),
+                        result.checked
+                    );
+                }
+            }
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Certs(args) => {
+            let issued = raft_injector::certs::issue(&args.request())?;
+            raft_injector::certs::write_to(&args.out, &issued)?;
+            eprintln!(
+                "wrote ca.crt, tls.crt and tls.key to {} for {}",
+                args.out.display(),
+                args.request().dns_names().join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Install(args) => {
+            let target = raft_injector::install::install(&args.to)?;
+            eprintln!("installed {}", target.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The env vars injected into the target container (SPEC §4).
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+
+use super::flavor::Flavor;
+use super::names::POD_INDEX_LABEL;
+use super::resolve::Resolved;
+
+fn literal(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: path.to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// Every name the injector may set, for any flavor; a user-set var with one of these names
+/// earns a warning.
+pub const INJECTED_NAMES: &[&str] = &[
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "RAFT_ORDINAL",
+    "RAFT_SERVICE",
+    "RAFT_PORT",
+    "RAFT_CLUSTER_DOMAIN",
+    "RAFT_ID",
+    "RAFT_ADDRESS",
+    "RAFT_PEER_PATTERN",
+    "RAFT_PEERS",
+    "RAFT_CLUSTER_SIZE",
+    "RAFT_GROUP_ID",
+    "ETCD_NAME",
+    "ETCD_INITIAL_CLUSTER",
+    "ETCD_INITIAL_CLUSTER_TOKEN",
+    "ETCD_INITIAL_CLUSTER_STATE",
+    "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+    "ETCD_LISTEN_PEER_URLS",
+    "ETCD_LISTEN_CLIENT_URLS",
+    "ETCD_ADVERTISE_CLIENT_URLS",
+];
+
+/// The env vars the injector wants on the target container, in dependency order:
+/// a `$(VAR)` reference only expands when VAR comes earlier in the list.
+pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
+    let domain = r.service_domain();
+    let mut env = vec![
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        field(
+            "RAFT_ORDINAL",
+            &format!("metadata.labels['{POD_INDEX_LABEL}']"),
+        ),
+        literal("RAFT_SERVICE", &r.service),
+        literal("RAFT_PORT", r.peer_port.to_string()),
+        literal("RAFT_CLUSTER_DOMAIN", &r.cluster_domain),
+        literal("RAFT_ID", format!("$(POD_NAME).{domain}")),
+        literal("RAFT_ADDRESS", format!("$(RAFT_ID):{}", r.peer_port)),
+        literal("RAFT_PEER_PATTERN", r.peer_pattern()),
+        literal("RAFT_PEERS", r.bootstrap_peers().join(",")),
+        literal("RAFT_CLUSTER_SIZE", r.bootstrap_size.to_string()),
+        literal("RAFT_GROUP_ID", &r.group_id),
+    ];
+    if r.flavor == Flavor::Etcd {
+        let (peer, client) = (r.peer_port, r.client_port);
+        env.extend([
+            literal("ETCD_NAME", "$(POD_NAME)"),
+            literal("ETCD_INITIAL_CLUSTER", r.etcd_initial_cluster()),
+            literal(
+                "ETCD_INITIAL_CLUSTER_TOKEN",
+                format!("{}-{}", r.namespace, r.name),
+            ),
+            literal("ETCD_INITIAL_CLUSTER_STATE", "new"),
+            literal(
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+                format!("http://$(RAFT_ID):{peer}"),
+            ),
+            literal("ETCD_LISTEN_PEER_URLS", format!("http://0.0.0.0:{peer}")),
+            literal(
+                "ETCD_LISTEN_CLIENT_URLS",
+                format!("http://0.0.0.0:{client}"),
+            ),
+            literal(
+                "ETCD_ADVERTISE_CLIENT_URLS",
+                format!("http://$(RAFT_ID):{client}"),
+            ),
+        ]);
+    }
+    env
+}

@@ -1,0 +1,20 @@
+//! The Raft rules as pure functions over k8s-openapi types. The webhook, the offline
+//! commands and the tests all call these same functions.
+
+pub mod context;
+pub mod env;
+pub mod flavor;
+pub mod mutate;
+pub mod names;
+pub mod peers;
+pub mod replicas;
+pub mod resolve;
+pub mod scale;
+pub mod status;
+pub mod validate;
+pub mod verdict;
+
+pub use context::{Context, MissingService, Settings};
+pub use mutate::{mutate, MutateError, Patch};
+pub use validate::validate;
+pub use verdict::Verdict;

@@ -1,0 +1,274 @@
+//! The injection patch (SPEC §4): env vars, helper volume and init container, preStop hook
+//! and the status annotation, as RFC 6902 operations on the object the API server sent.
+//!
+//! The patch only ever adds what is missing. Pieces already injected are left exactly as
+//! they are, so a later change of `replicas`, an injector upgrade or a re-apply never
+//! changes the pod template (which would roll every member of the cluster). The one
+//! exception is a StatefulSet whose recorded bootstrap size is still 0: no member has run
+//! with those values, so they are brought up to date.
+
+use jsonptr::PointerBuf;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, ExecAction, Lifecycle, LifecycleHandler, Volume,
+    VolumeMount,
+};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::context::Context;
+use super::env::desired_env;
+use super::names::*;
+use super::resolve::{containers, resolve, Resolved};
+use super::status::Status;
+
+pub use json_patch::Patch;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MutateError {
+    #[error("cannot inject: {}", .0.join("; "))]
+    Unresolved(Vec<String>),
+}
+
+/// The preStop command the injector adds.
+pub fn leave_command() -> Vec<String> {
+    vec![
+        HELPER_BINARY.to_owned(),
+        "member".to_owned(),
+        "leave".to_owned(),
+    ]
+}
+
+/// Whether a preStop hook is the one the injector adds.
+pub fn is_injected_pre_stop(hook: &LifecycleHandler) -> bool {
+    hook.exec
+        .as_ref()
+        .and_then(|e| e.command.as_ref())
+        .is_some_and(|c| *c == leave_command())
+}
+
+fn helper_volume() -> Volume {
+    Volume {
+        name: HELPER_VOLUME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn helper_mount() -> VolumeMount {
+    VolumeMount {
+        name: HELPER_VOLUME.to_owned(),
+        mount_path: HELPER_MOUNT_PATH.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn pre_stop_hook() -> LifecycleHandler {
+    LifecycleHandler {
+        exec: Some(ExecAction {
+            command: Some(leave_command()),
+        }),
+        ..LifecycleHandler::default()
+    }
+}
+
+/// The init container that copies the helper binary into the shared volume.
+pub fn helper_init_container(image: &str) -> Container {
+    // Built from JSON so the restrictive securityContext reads like the YAML it becomes.
+    let json = serde_json::json!({
+        "name": HELPER_INIT_CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [HELPER_IMAGE_BINARY, "install", "--to", HELPER_MOUNT_PATH],
+        "volumeMounts": [{"name": HELPER_VOLUME, "mountPath": HELPER_MOUNT_PATH}],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"memory": "64Mi"}
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true
+        }
+    });
+    serde_json::from_value(json).unwrap_or_default()
+}
+
+fn to_value(value: impl Serialize) -> Value {
+    // k8s-openapi types are plain data and always serialize.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn path<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
+}
+
+fn add(path: PointerBuf, value: impl Serialize) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path,
+        value: to_value(value),
+    })
+}
+
+/// Builds the injection patch for a labelled StatefulSet. Admitting an object that is
+/// already injected yields an empty patch.
+pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
+    let r = resolve(sts, ctx).map_err(MutateError::Unresolved)?;
+    let previous = Status::of(sts).or_else(|| ctx.old.and_then(Status::of));
+    // Values no member has run with yet may be brought up to date.
+    let refresh = previous.as_ref().is_some_and(|s| s.bootstrap_size == 0);
+    let owned_before = |name: &str| previous.as_ref().is_some_and(|s| s.owns_env(name));
+
+    let index = r.container.to_string();
+    let container_path = |rest: &[&str]| {
+        path(
+            ["spec", "template", "spec", "containers", index.as_str()]
+                .into_iter()
+                .chain(rest.iter().copied()),
+        )
+    };
+    let pod_path = |rest: &[&str]| {
+        path(
+            ["spec", "template", "spec"]
+                .into_iter()
+                .chain(rest.iter().copied()),
+        )
+    };
+
+    let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let target = &containers(sts)[r.container];
+    let mut ops = Vec::new();
+
+    // Env vars.
+    let desired = desired_env(&r);
+    let mut owned = Vec::new();
+    match &target.env {
+        None => {
+            owned.extend(desired.iter().map(|v| v.name.clone()));
+            ops.push(add(container_path(&["env"]), &desired));
+        }
+        Some(existing) => {
+            for var in &desired {
+                match existing.iter().position(|e| e.name == var.name) {
+                    None => {
+                        owned.push(var.name.clone());
+                        ops.push(add(container_path(&["env", "-"]), var));
+                    }
+                    Some(i) if owned_before(&var.name) => {
+                        owned.push(var.name.clone());
+                        if refresh && existing[i] != *var {
+                            ops.push(PatchOperation::Replace(ReplaceOperation {
+                                path: container_path(&["env", &i.to_string()]),
+                                value: to_value(var),
+                            }));
+                        }
+                    }
+                    Some(_) => {} // set by the user: theirs wins
+                }
+            }
+        }
+    }
+
+    // The helper binary: a volume, its mount in the target container, the init container.
+    let volumes = pod.and_then(|p| p.volumes.as_ref());
+    if volumes.is_none() {
+        ops.push(add(pod_path(&["volumes"]), [helper_volume()]));
+    } else if !volumes
+        .into_iter()
+        .flatten()
+        .any(|v| v.name == HELPER_VOLUME)
+    {
+        ops.push(add(pod_path(&["volumes", "-"]), helper_volume()));
+    }
+    match &target.volume_mounts {
+        None => ops.push(add(container_path(&["volumeMounts"]), [helper_mount()])),
+        Some(mounts) if !mounts.iter().any(|m| m.name == HELPER_VOLUME) => {
+            ops.push(add(container_path(&["volumeMounts", "-"]), helper_mount()));
+        }
+        Some(_) => {}
+    }
+    let init = helper_init_container(&ctx.settings.helper_image);
+    match pod.and_then(|p| p.init_containers.as_ref()) {
+        None => ops.push(add(pod_path(&["initContainers"]), [&init])),
+        Some(inits) if !inits.iter().any(|c| c.name == HELPER_INIT_CONTAINER) => {
+            ops.push(add(pod_path(&["initContainers", "-"]), &init));
+        }
+        Some(_) => {}
+    }
+
+    // preStop: only when the container has none of its own.
+    let pre_stop = match &target.lifecycle {
+        None => {
+            ops.push(add(
+                container_path(&["lifecycle"]),
+                Lifecycle {
+                    pre_stop: Some(pre_stop_hook()),
+                    ..Lifecycle::default()
+                },
+            ));
+            true
+        }
+        Some(lifecycle) => match &lifecycle.pre_stop {
+            None => {
+                ops.push(add(
+                    container_path(&["lifecycle", "preStop"]),
+                    pre_stop_hook(),
+                ));
+                true
+            }
+            Some(hook) => is_injected_pre_stop(hook),
+        },
+    };
+
+    // Bookkeeping.
+    let status = Status {
+        version: crate::VERSION.to_owned(),
+        bootstrap_size: r.bootstrap_size,
+        flavor: r.flavor,
+        hash: injection_hash(&r, &desired, &owned, &init, pre_stop),
+        env: owned,
+    }
+    .to_annotation();
+    match &sts.metadata.annotations {
+        None => ops.push(add(
+            path(["metadata", "annotations"]),
+            [(STATUS_ANNOTATION, &status)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )),
+        Some(annotations) if annotations.get(STATUS_ANNOTATION) != Some(&status) => {
+            ops.push(add(
+                path(["metadata", "annotations", STATUS_ANNOTATION]),
+                &status,
+            ));
+        }
+        Some(_) => {}
+    }
+
+    Ok(Patch(ops))
+}
+
+/// SHA-256 over everything the injector puts into the pod template.
+fn injection_hash(
+    r: &Resolved,
+    desired: &[EnvVar],
+    owned: &[String],
+    init: &Container,
+    pre_stop: bool,
+) -> String {
+    let env: Vec<&EnvVar> = desired.iter().filter(|v| owned.contains(&v.name)).collect();
+    let material = to_value((
+        env,
+        init,
+        helper_volume(),
+        helper_mount(),
+        pre_stop,
+        r.container,
+    ));
+    let digest = Sha256::digest(material.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,39 @@
+//! Every label, annotation and env var name that is part of the public contract (SPEC §1, §4).
+
+/// Namespace label that opts a namespace in.
+pub const INJECTION_LABEL: &str = "raft-injector.io/injection";
+/// StatefulSet label that opts a workload in.
+pub const RAFT_LABEL: &str = "raft-injector.io/raft";
+
+pub const CONTAINER_ANNOTATION: &str = "raft-injector.io/container";
+pub const PORT_ANNOTATION: &str = "raft-injector.io/port";
+pub const CLIENT_PORT_ANNOTATION: &str = "raft-injector.io/client-port";
+pub const CLUSTER_DOMAIN_ANNOTATION: &str = "raft-injector.io/cluster-domain";
+pub const GROUP_ID_ANNOTATION: &str = "raft-injector.io/group-id";
+pub const FLAVOR_ANNOTATION: &str = "raft-injector.io/flavor";
+pub const LEAVE_URL_ANNOTATION: &str = "raft-injector.io/leave-url";
+pub const STATUS_ANNOTATION: &str = "raft-injector.io/status";
+
+/// Set by the StatefulSet controller on every pod (beta and on by default since 1.28).
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// Name of the emptyDir volume holding the helper binary, and where it is mounted.
+pub const HELPER_VOLUME: &str = "raft-injector";
+pub const HELPER_MOUNT_PATH: &str = "/raft-injector";
+/// Name of the init container that copies the helper binary into the volume.
+pub const HELPER_INIT_CONTAINER: &str = "raft-injector";
+/// Path of the helper binary inside the helper image.
+pub const HELPER_IMAGE_BINARY: &str = "/usr/local/bin/raft-injector";
+/// Path of the helper binary inside the target container.
+pub const HELPER_BINARY: &str = "/raft-injector/raft-injector";
+
+pub const ETCD_DEFAULT_PEER_PORT: u16 = 2380;
+pub const ETCD_DEFAULT_CLIENT_PORT: u16 = 2379;
+
+/// Whether a StatefulSet carries the workload opt-in label.
+pub fn is_raft_workload(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|labels| labels.get(RAFT_LABEL))
+        .is_some_and(|value| value == "true")
+}

@@ -1,0 +1,238 @@
+//! Turns a StatefulSet and its context into the facts injection is built from: which
+//! container, which ports, which flavor, how many bootstrap members. Every problem found
+//! on the way is reported in words a user can act on.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use uuid::Uuid;
+
+use super::context::Context;
+use super::flavor::Flavor;
+use super::names::*;
+use super::status::Status;
+
+/// Everything injection needs, resolved and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub name: String,
+    pub namespace: String,
+    /// The headless Service (`spec.serviceName`).
+    pub service: String,
+    /// Index of the target container in `spec.template.spec.containers`.
+    pub container: usize,
+    pub peer_port: u16,
+    pub client_port: u16,
+    pub flavor: Flavor,
+    pub cluster_domain: String,
+    pub group_id: String,
+    /// The frozen size of the bootstrap peer list.
+    pub bootstrap_size: i32,
+}
+
+/// Namespace of the UUIDv5 group ids: the UUIDv5 of `raft-injector.io` in the DNS namespace.
+fn group_id_namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_DNS, b"raft-injector.io")
+}
+
+/// The stable default Raft group id of a StatefulSet.
+pub fn default_group_id(namespace: &str, name: &str) -> String {
+    Uuid::new_v5(
+        &group_id_namespace(),
+        format!("{namespace}/{name}").as_bytes(),
+    )
+    .to_string()
+}
+
+fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
+    sts.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// `spec.replicas`, where unset means 1.
+pub fn replicas(sts: &StatefulSet) -> i32 {
+    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+pub fn containers(sts: &StatefulSet) -> &[Container] {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.as_slice())
+        .unwrap_or_default()
+}
+
+/// Bootstrap size: recorded once, on the first admission with a non-zero replica count.
+/// The old object is consulted too, because a server-side apply that omits the status
+/// annotation removes it from the new object.
+pub fn bootstrap_size(sts: &StatefulSet, old: Option<&StatefulSet>) -> i32 {
+    [Some(sts), old]
+        .into_iter()
+        .flatten()
+        .filter_map(Status::of)
+        .map(|status| status.bootstrap_size)
+        .find(|&size| size > 0)
+        .unwrap_or_else(|| replicas(sts))
+}
+
+/// The container that gets the env vars, mount and preStop hook (SPEC §4).
+pub fn target_container(sts: &StatefulSet) -> Result<usize, String> {
+    let containers = containers(sts);
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    if let Some(wanted) = annotation(sts, CONTAINER_ANNOTATION) {
+        return containers
+            .iter()
+            .position(|c| c.name == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "annotation {CONTAINER_ANNOTATION} is {wanted:?} but the pod template has no such container \
+                     (containers: {}) — name one of them",
+                    names.join(", ")
+                )
+            });
+    }
+    match containers {
+        [] => Err(
+            "spec.template.spec.containers is empty; there is no container to configure as a Raft member \
+             — add the container that runs the Raft server"
+                .to_owned(),
+        ),
+        [_] => Ok(0),
+        _ => Ok(containers.iter().position(|c| c.name == name).unwrap_or(0)),
+    }
+}
+
+fn parse_port(sts: &StatefulSet, key: &str) -> Result<Option<u16>, String> {
+    match annotation(sts, key) {
+        None => Ok(None),
+        Some(raw) => match raw.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Some(port)),
+            _ => Err(format!(
+                "annotation {key} is {raw:?}, which is not a port number — use a number from 1 to 65535"
+            )),
+        },
+    }
+}
+
+fn named_port(container: &Container, names: &[&str]) -> Option<u16> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref().is_some_and(|n| names.contains(&n)))
+        .and_then(|p| u16::try_from(p.container_port).ok())
+}
+
+/// The pod port behind a headless Service's only port.
+fn service_only_port(service: &Service, container: Option<&Container>) -> Option<u16> {
+    let ports = service.spec.as_ref()?.ports.as_ref()?;
+    let [port] = ports.as_slice() else {
+        return None;
+    };
+    match &port.target_port {
+        Some(IntOrString::Int(target)) => u16::try_from(*target).ok(),
+        Some(IntOrString::String(name)) => container.and_then(|c| named_port(c, &[name.as_str()])),
+        None => u16::try_from(port.port).ok(),
+    }
+}
+
+/// The Raft peer port (SPEC §4): annotation, flavor default, a container port named
+/// `raft` or `peer`, then the headless Service's only port.
+fn peer_port(
+    sts: &StatefulSet,
+    flavor: Flavor,
+    container: Option<&Container>,
+    service: Option<&Service>,
+) -> Result<u16, String> {
+    if let Some(port) = parse_port(sts, PORT_ANNOTATION)? {
+        return Ok(port);
+    }
+    flavor
+        .default_peer_port()
+        .or_else(|| container.and_then(|c| named_port(c, &["raft", "peer"])))
+        .or_else(|| service.and_then(|s| service_only_port(s, container)))
+        .ok_or_else(|| {
+            format!(
+                "no Raft peer port could be resolved; peers need it to reach each other — set annotation \
+                 {PORT_ANNOTATION}, name a container port \"raft\" or \"peer\", or give the headless Service \
+                 exactly one port"
+            )
+        })
+}
+
+/// Resolves everything injection needs, or lists every reason it cannot.
+pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>> {
+    let mut problems = Vec::new();
+
+    let service = sts
+        .spec
+        .as_ref()
+        .map(|s| s.service_name.clone().unwrap_or_default())
+        .unwrap_or_default();
+    if service.is_empty() {
+        problems.push(
+            "spec.serviceName is not set; Raft members find each other through the per-pod DNS names of a \
+             headless Service — set spec.serviceName to a headless Service (clusterIP: None) that selects \
+             these pods"
+                .to_owned(),
+        );
+    }
+
+    let flavor = match annotation(sts, FLAVOR_ANNOTATION) {
+        None => Flavor::default(),
+        Some(raw) => raw.parse().unwrap_or_else(|()| {
+            problems.push(format!(
+                "annotation {FLAVOR_ANNOTATION} is {raw:?}, which is not a known flavor — use \"etcd\" or \"generic\""
+            ));
+            Flavor::default()
+        }),
+    };
+
+    let container = target_container(sts).map_err(|p| problems.push(p)).ok();
+    let target = container.and_then(|i| containers(sts).get(i));
+
+    let peer_port = peer_port(sts, flavor, target, ctx.service)
+        .map_err(|p| problems.push(p))
+        .ok();
+    let client_port = parse_port(sts, CLIENT_PORT_ANNOTATION)
+        .map_err(|p| problems.push(p))
+        .ok()
+        .flatten()
+        .unwrap_or(ETCD_DEFAULT_CLIENT_PORT);
+
+    let cluster_domain = annotation(sts, CLUSTER_DOMAIN_ANNOTATION)
+        .unwrap_or(&ctx.settings.cluster_domain)
+        .trim_matches('.')
+        .to_owned();
+    if cluster_domain.is_empty() || cluster_domain.contains(char::is_whitespace) {
+        problems.push(format!(
+            "annotation {CLUSTER_DOMAIN_ANNOTATION} is {cluster_domain:?}, which is not a DNS domain — use your \
+             cluster's domain, usually cluster.local"
+        ));
+    }
+
+    let name = sts.metadata.name.clone().unwrap_or_default();
+    let group_id = annotation(sts, GROUP_ID_ANNOTATION)
+        .map(str::to_owned)
+        .unwrap_or_else(|| default_group_id(ctx.namespace, &name));
+
+    match (container, peer_port, problems.is_empty()) {
+        (Some(container), Some(peer_port), true) => Ok(Resolved {
+            name,
+            namespace: ctx.namespace.to_owned(),
+            service,
+            container,
+            peer_port,
+            client_port,
+            flavor,
+            cluster_domain,
+            group_id,
+            bootstrap_size: bootstrap_size(sts, ctx.old),
+        }),
+        _ => Err(problems),
+    }
+}

@@ -1,0 +1,34 @@
+//! Rules for the `statefulsets/scale` subresource (SPEC §2 rules 7 and 8): what
+//! `kubectl scale` and autoscalers use. The Scale object carries no labels, so the caller
+//! passes the StatefulSet it belongs to.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use super::replicas;
+use super::resolve::bootstrap_size;
+use super::status::Status;
+use super::verdict::{subject, Verdict};
+
+/// Checks a change of a Raft StatefulSet's replica count from `old` to `new`.
+pub fn validate_scale(sts: &StatefulSet, namespace: &str, old: i32, new: i32) -> Verdict {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    let mut verdict = Verdict::new(subject(namespace, name));
+    verdict.violations.extend(replicas::count_problem(new));
+    verdict.violations.extend(replicas::step_problem(old, new));
+
+    // A StatefulSet created with 0 replicas has an empty bootstrap peer list, and the scale
+    // subresource cannot change the pod template to fill it in.
+    let never_bootstrapped = Status::of(sts).is_some() && bootstrap_size(sts, None) == 0;
+    if never_bootstrapped && new > 0 {
+        verdict.violations.push(format!(
+            "the StatefulSet was created with 0 replicas, so its bootstrap peer list is still empty and \
+             scaling it cannot fill it in — set spec.replicas to {new} in the manifest and apply it, so \
+             raft-injector records the bootstrap members"
+        ));
+    }
+    verdict.warnings.extend(replicas::stopped_warning(new));
+    verdict
+        .warnings
+        .extend(replicas::large_cluster_warning(new));
+    verdict
+}

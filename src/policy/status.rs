@@ -1,0 +1,40 @@
+//! The bookkeeping annotation `raft-injector.io/status` (SPEC §4).
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use serde::{Deserialize, Serialize};
+
+use super::flavor::Flavor;
+use super::names::STATUS_ANNOTATION;
+
+/// What the injector recorded the last time it injected a StatefulSet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The injector version that wrote this.
+    pub version: String,
+    /// Replica count the cluster was bootstrapped with; the peer list is frozen to it.
+    pub bootstrap_size: i32,
+    pub flavor: Flavor,
+    /// Env vars the injector owns on the target container; any other name was set by the user.
+    pub env: Vec<String>,
+    /// SHA-256 over everything injected into the pod template, to spot drift.
+    pub hash: String,
+}
+
+impl Status {
+    /// The recorded status, if the object carries a readable one.
+    pub fn of(sts: &StatefulSet) -> Option<Status> {
+        let raw = sts.metadata.annotations.as_ref()?.get(STATUS_ANNOTATION)?;
+        serde_json::from_str(raw).ok()
+    }
+
+    pub fn to_annotation(&self) -> String {
+        // A struct of strings and integers always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the injector owns the env var `name`.
+    pub fn owns_env(&self, name: &str) -> bool {
+        self.env.iter().any(|owned| owned == name)
+    }
+}

@@ -1,0 +1,227 @@
+//! The Raft rules for a StatefulSet (SPEC §2 rules 1–6 and 8, and the warnings of §3).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Container;
+
+use super::context::{Context, MissingService};
+use super::env::{desired_env, INJECTED_NAMES};
+use super::mutate::is_injected_pre_stop;
+use super::replicas;
+use super::resolve::{self, containers, resolve, Resolved};
+use super::status::Status;
+use super::verdict::{subject, Verdict};
+
+/// Checks a labelled StatefulSet. `ctx.old` is the stored object on UPDATE.
+pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    let mut verdict = Verdict::new(subject(ctx.namespace, name));
+
+    let resolved = match resolve(sts, ctx) {
+        Ok(resolved) => Some(resolved),
+        Err(problems) => {
+            verdict.violations.extend(problems);
+            None
+        }
+    };
+
+    check_service(sts, ctx, &mut verdict);
+    check_replicas(sts, ctx, &mut verdict);
+    check_pod_management(sts, &mut verdict);
+    check_claim_retention(sts, &mut verdict);
+    if let Ok(index) = resolve::target_container(sts) {
+        if let Some(container) = containers(sts).get(index) {
+            check_target_container(sts, container, resolved.as_ref(), &mut verdict);
+        }
+    }
+    verdict
+}
+
+fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
+    let Some(service_name) = service_name(sts) else {
+        return; // reported by resolve
+    };
+    let Some(service) = ctx.service else {
+        let missing = format!(
+            "spec.serviceName is {service_name:?} but Service {}/{service_name} does not exist; members could \
+             not resolve each other's names",
+            ctx.namespace
+        );
+        match ctx.settings.missing_service {
+            MissingService::Deny => verdict.violations.push(format!(
+                "{missing} — create the headless Service (clusterIP: None) before the StatefulSet"
+            )),
+            MissingService::Warn => verdict.warnings.push(format!(
+                "{missing}; allowed because the injector runs with --missing-service=warn — the cluster \
+                 cannot form until the Service exists"
+            )),
+        }
+        return;
+    };
+    let service_ref = format!("Service {}/{service_name}", ctx.namespace);
+    let spec = service.spec.clone().unwrap_or_default();
+
+    let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
+    if cluster_ip != "None" {
+        let shown = if cluster_ip.is_empty() {
+            "unset"
+        } else {
+            cluster_ip
+        };
+        verdict.violations.push(format!(
+            "{service_ref} is not headless (spec.clusterIP is {shown}); Raft members need the per-pod DNS \
+             names that only a headless Service gives — recreate the Service with clusterIP: None (the field \
+             cannot be changed in place)"
+        ));
+    }
+
+    let selector = spec.selector.unwrap_or_default();
+    let template_labels = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if selector.is_empty() {
+        verdict.violations.push(format!(
+            "{service_ref} has no spec.selector, so it publishes no DNS names for these pods — set its \
+             selector to labels from spec.template.metadata.labels ({})",
+            show_labels(&template_labels)
+        ));
+    } else if !selector
+        .iter()
+        .all(|(k, v)| template_labels.get(k) == Some(v))
+    {
+        verdict.violations.push(format!(
+            "{service_ref} selects {} but the pod template is labelled {}, so the Service publishes no DNS \
+             names for these pods — make the Service selector a subset of spec.template.metadata.labels",
+            show_labels(&selector),
+            show_labels(&template_labels)
+        ));
+    }
+
+    if spec.publish_not_ready_addresses != Some(true) {
+        verdict.warnings.push(format!(
+            "{service_ref} does not set spec.publishNotReadyAddresses: true; members cannot resolve each \
+             other before they are Ready, so a new cluster cannot bootstrap — set it to true"
+        ));
+    }
+}
+
+fn show_labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "(none)".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn check_replicas(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
+    let new = resolve::replicas(sts);
+    verdict.violations.extend(replicas::count_problem(new));
+    if let Some(old) = ctx.old.map(resolve::replicas) {
+        verdict.violations.extend(replicas::step_problem(old, new));
+    }
+    verdict.warnings.extend(replicas::stopped_warning(new));
+    verdict
+        .warnings
+        .extend(replicas::large_cluster_warning(new));
+}
+
+fn check_pod_management(sts: &StatefulSet, verdict: &mut Verdict) {
+    let policy = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_management_policy.as_deref())
+        .unwrap_or("OrderedReady");
+    let has_readiness_probe = containers(sts).iter().any(|c| c.readiness_probe.is_some());
+    if policy == "OrderedReady" && has_readiness_probe {
+        verdict.warnings.push(
+            "spec.podManagementPolicy is OrderedReady (the default) and the pod has a readiness probe; pod 0 \
+             would wait to become Ready on a quorum that pods 1..n-1 are not yet allowed to provide — set \
+             spec.podManagementPolicy: Parallel"
+                .to_owned(),
+        );
+    }
+}
+
+fn check_claim_retention(sts: &StatefulSet, verdict: &mut Verdict) {
+    let Some(spec) = sts.spec.as_ref() else {
+        return;
+    };
+    // Without claim templates a removed member leaves no data behind.
+    if spec
+        .volume_claim_templates
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+    {
+        return;
+    }
+    let when_scaled = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .and_then(|p| p.when_scaled.as_deref())
+        .unwrap_or("Retain");
+    if when_scaled != "Delete" {
+        verdict.warnings.push(format!(
+            "spec.persistentVolumeClaimRetentionPolicy.whenScaled is {when_scaled}; a member removed on \
+             scale-down keeps its volume and would come back on a later scale-up with a stale data directory \
+             — set whenScaled: Delete"
+        ));
+    }
+}
+
+fn check_target_container(
+    sts: &StatefulSet,
+    container: &Container,
+    resolved: Option<&Resolved>,
+    verdict: &mut Verdict,
+) {
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref());
+    if pre_stop.is_some_and(|hook| !is_injected_pre_stop(hook)) {
+        verdict.warnings.push(format!(
+            "container {:?} already has a preStop hook, so raft-injector does not add `member leave`; make \
+             sure your hook removes the member only on scale-down, not on every restart",
+            container.name
+        ));
+    }
+
+    let ours = resolved.map(desired_env);
+    let owned = Status::of(sts);
+    for var in container.env.iter().flatten() {
+        let injected_value = match &ours {
+            Some(ours) => match ours.iter().find(|o| o.name == var.name) {
+                Some(o) => o.value.clone(),
+                None => continue,
+            },
+            None if INJECTED_NAMES.contains(&var.name.as_str()) => None,
+            None => continue,
+        };
+        if owned.as_ref().is_some_and(|s| s.owns_env(&var.name)) {
+            continue;
+        }
+        let instead = injected_value
+            .map(|v| format!(" instead of the injected {v:?}"))
+            .unwrap_or_default();
+        verdict.warnings.push(format!(
+            "container {:?} sets env {} itself; raft-injector keeps your value{instead}",
+            container.name, var.name
+        ));
+    }
+}
+
+/// The Service a StatefulSet names in `spec.serviceName`, if any.
+pub fn service_name(sts: &StatefulSet) -> Option<&str> {
+    sts.spec
+        .as_ref()?
+        .service_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+}

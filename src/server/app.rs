@@ -1,0 +1,156 @@
+//! The HTTP side of the webhook: `/mutate` and `/validate`, as an axum router that tests
+//! drive without TLS.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use tracing::Instrument;
+
+use super::metrics::{Metrics, Outcome};
+use crate::admission::{decide, respond, Webhook};
+use crate::cluster::Lookup;
+use crate::policy::Settings;
+
+/// Largest AdmissionReview body accepted; larger ones get 413 (SPEC §6).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub lookup: Arc<dyn Lookup>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn mutate(state: State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    handle(Webhook::Mutate, state, body).await
+}
+
+async fn validate(state: State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    handle(Webhook::Validate, state, body).await
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+fn reject(
+    state: &AppState,
+    webhook: Webhook,
+    status: StatusCode,
+    message: String,
+    started: Instant,
+) -> Response {
+    tracing::warn!(webhook = webhook.as_str(), %status, %message, "rejected a request that is not a usable AdmissionReview");
+    state.metrics.observe(
+        webhook.as_str(),
+        "",
+        Outcome::Rejected,
+        0,
+        started.elapsed(),
+    );
+    (status, message).into_response()
+}
+
+/// Parses the body into an AdmissionRequest, or says in one line why it is not one.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| format!("request body is not an AdmissionReview: {e}"))?;
+    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+        return Err(format!(
+            "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {:?} kind {:?}; register the \
+             webhook with admissionReviewVersions: [v1]",
+            review.types.api_version, review.types.kind
+        ));
+    }
+    review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_owned())
+}
+
+async fn handle(
+    webhook: Webhook,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "request body exceeds the {MAX_BODY_BYTES} byte limit for an AdmissionReview"
+                )
+            } else {
+                format!("cannot read request body: {rejection}")
+            };
+            return reject(&state, webhook, status, message, started);
+        }
+    };
+    let req = match parse(&body) {
+        Ok(req) => req,
+        Err(message) => return reject(&state, webhook, StatusCode::BAD_REQUEST, message, started),
+    };
+
+    let operation = operation_name(&req.operation);
+    let span = tracing::info_span!(
+        "admission",
+        webhook = webhook.as_str(),
+        uid = %req.uid,
+        namespace = req.namespace.as_deref().unwrap_or_default(),
+        name = %req.name,
+        operation,
+        resource = %req.resource.resource,
+        subresource = req.sub_resource.as_deref().unwrap_or_default(),
+    );
+    async {
+        let response = respond(
+            &req,
+            decide(webhook, &req, state.lookup.as_ref(), &state.settings),
+        );
+        let outcome = match (response.allowed, response.patch.is_some()) {
+            (false, _) => Outcome::Denied,
+            (true, true) => Outcome::Patched,
+            (true, false) => Outcome::Allowed,
+        };
+        let warnings = response.warnings.as_ref().map_or(0, Vec::len);
+        if response.allowed {
+            tracing::debug!(?outcome, warnings, "admitted");
+        } else {
+            tracing::info!(reason = %response.result.message, "denied");
+        }
+        state.metrics.observe(
+            webhook.as_str(),
+            operation,
+            outcome,
+            warnings,
+            started.elapsed(),
+        );
+        Json(response.into_review()).into_response()
+    }
+    .instrument(span)
+    .await
+}

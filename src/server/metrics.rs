@@ -1,0 +1,135 @@
+//! Prometheus metrics served on `/metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    /// Allowed with no change.
+    Allowed,
+    /// Allowed with an injection patch.
+    Patched,
+    /// Denied by a Raft rule or an undecidable request.
+    Denied,
+    /// Not an AdmissionReview, or too large (HTTP 4xx).
+    Rejected,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub webhook: String,
+    pub operation: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<WebhookLabels, Histogram>,
+    warnings: Family<WebhookLabels, Counter>,
+    cert_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("raft_injector");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by webhook, operation and outcome",
+            requests.clone(),
+        );
+        let duration = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            // 50µs .. ~1.6s: admission is expected in well under a millisecond.
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.00005, 2.0, 16,
+            ))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time to decide an admission request, body parsing included",
+            duration.clone(),
+        );
+        let warnings = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "admission_warnings",
+            "Warnings returned to clients",
+            warnings.clone(),
+        );
+        let cert_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads by result",
+            cert_reloads.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            warnings,
+            cert_reloads,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(
+        &self,
+        webhook: &str,
+        operation: &str,
+        outcome: Outcome,
+        warnings: usize,
+        took: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                webhook: webhook.to_owned(),
+                operation: operation.to_owned(),
+                outcome,
+            })
+            .inc();
+        let webhook = WebhookLabels {
+            webhook: webhook.to_owned(),
+        };
+        self.duration
+            .get_or_create(&webhook)
+            .observe(took.as_secs_f64());
+        if warnings > 0 {
+            self.warnings
+                .get_or_create(&webhook)
+                .inc_by(warnings as u64);
+        }
+    }
+
+    pub fn cert_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.cert_reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,141 @@
+//! `raft-injector serve`: the webhook over HTTPS plus the health and metrics port.
+
+pub mod app;
+pub mod health;
+pub mod listener;
+pub mod metrics;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::cache::Caches;
+use crate::cluster::Lookup;
+use crate::policy::Settings;
+use app::AppState;
+use health::Readiness;
+use metrics::Metrics;
+use tls::{CertPaths, CertReloader};
+
+/// Everything `serve` needs, already checked.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub certs: CertPaths,
+    pub settings: Settings,
+    pub cert_reload_interval: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("serving certificate: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}")]
+    Kube(#[from] kube::Error),
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the webhook until SIGTERM, then drains in-flight requests.
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+
+    let reloader = CertReloader::load(config.certs.clone())?;
+    readiness.certs_loaded.store(true, Ordering::Release);
+    let tls = Arc::new(tls::server_config(reloader.clone())?);
+    tokio::spawn(reloader.watch(config.cert_reload_interval, metrics.clone()));
+
+    let client = kube::Client::try_default().await?;
+    let caches = Caches::start(client);
+    {
+        let (caches, readiness) = (caches.clone(), readiness.clone());
+        tokio::spawn(async move {
+            while !caches.is_synced() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            readiness.caches_synced.store(true, Ordering::Release);
+        });
+    }
+
+    let state = AppState {
+        lookup: Arc::new(caches) as Arc<dyn Lookup>,
+        settings: Arc::new(config.settings.clone()),
+        metrics: metrics.clone(),
+    };
+    let https = bind(config.addr).await?;
+    let side = bind(config.metrics_addr).await?;
+    tracing::info!(addr = %config.addr, metrics_addr = %config.metrics_addr, "raft-injector serving");
+
+    let (stop, stopped) = watch::channel(false);
+    let mut side_stopped = stopped.clone();
+    let side_app = health::router(readiness.clone(), metrics);
+    let side_server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = side_stopped.changed().await;
+        };
+        if let Err(error) = axum::serve(side, side_app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "metrics server failed");
+        }
+    });
+    let webhook = tokio::spawn(listener::serve_tls(
+        https,
+        tls,
+        app::router(state),
+        stopped,
+        config.shutdown_grace,
+    ));
+
+    termination().await;
+    tracing::info!("termination signal received; finishing in-flight requests");
+    readiness.shutting_down.store(true, Ordering::Release);
+    let _ = stop.send(true);
+    let _ = webhook.await;
+    let _ = side_server.await;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+// Command controlplane is a multi-call binary holding the three parts of the
+// local Kubernetes control plane that raft-injector's tests run against:
+//
+//	controlplane etcd [etcd flags]                  (the real etcd server, also used as a Raft test subject)
+//	controlplane kube-apiserver [flags]
+//	controlplane kube-controller-manager [flags]
+//
+// run.sh starts each as its own process, the way a cluster runs them, so they
+// never share global state such as metric registries or flag sets.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+	"k8s.io/component-base/cli"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: controlplane etcd|kube-apiserver|kube-controller-manager [flags]")
+		os.Exit(2)
+	}
+	role, args := os.Args[1], os.Args[2:]
+	switch role {
+	case "etcd":
+		// etcdmain reads flags after the program name, and ETCD_* env vars.
+		etcdmain.Main(append([]string{"etcd"}, args...))
+	case "kube-apiserver":
+		cmd := apiserver.NewAPIServerCommand()
+		cmd.SetArgs(args)
+		os.Exit(cli.Run(cmd))
+	case "kube-controller-manager":
+		cmd := controllermanager.NewControllerManagerCommand()
+		cmd.SetArgs(args)
+		os.Exit(cli.Run(cmd))
+	default:
+		fmt.Fprintf(os.Stderr, "controlplane: unknown role %q\n", role)
+		os.Exit(2)
+	}
+}
