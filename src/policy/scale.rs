@@ -5,7 +5,6 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 use super::replicas;
-use super::resolve::bootstrap_size;
 use super::status::Status;
 use super::verdict::{subject, Verdict};
 
@@ -18,7 +17,7 @@ pub fn validate_scale(sts: &StatefulSet, namespace: &str, old: i32, new: i32) ->
 
     // A StatefulSet created with 0 replicas has an empty bootstrap peer list, and the scale
     // subresource cannot change the pod template to fill it in.
-    let never_bootstrapped = Status::of(sts).is_some() && bootstrap_size(sts, None) == 0;
+    let never_bootstrapped = Status::of(sts).is_some_and(|s| s.bootstrap_size == 0);
     if never_bootstrapped && new > 0 {
         verdict.violations.push(format!(
             "the StatefulSet was created with 0 replicas, so its bootstrap peer list is still empty and \

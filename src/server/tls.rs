@@ -156,6 +156,12 @@ impl CertReloader {
         }
     }
 
+    /// DER of the leaf certificate being served now.
+    pub fn current_certificate(&self) -> Option<Vec<u8>> {
+        self.pair()
+            .and_then(|pair| pair.cert.first().map(|c| c.as_ref().to_vec()))
+    }
+
     fn pair(&self) -> Option<Arc<CertifiedKey>> {
         self.current.read().ok().map(|loaded| loaded.pair.clone())
     }

@@ -1,0 +1,187 @@
+//! Helpers shared by the integration tests: fixtures, the webhook router over in-memory
+//! objects, and one-line admission assertions.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use raft_injector::cluster::documents::Documents;
+use raft_injector::policy::{Context, Settings, Verdict};
+use raft_injector::server::app::{router, AppState};
+use raft_injector::server::metrics::Metrics;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn read(relative: &str) -> String {
+    std::fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+/// The parsed documents of a YAML file, as JSON values.
+pub fn yaml_docs(relative: &str) -> Vec<Value> {
+    raft_injector::offline::documents::parse(relative, &read(relative))
+        .expect("fixture parses")
+        .into_iter()
+        .filter_map(|d| d.value)
+        .collect()
+}
+
+fn of_kind<T: serde::de::DeserializeOwned>(relative: &str, kind: &str) -> Vec<T> {
+    yaml_docs(relative)
+        .into_iter()
+        .filter(|d| d["kind"] == kind)
+        .map(|d| serde_json::from_value(d).expect("fixture matches the schema"))
+        .collect()
+}
+
+pub fn statefulset(relative: &str) -> StatefulSet {
+    of_kind(relative, "StatefulSet").remove(0)
+}
+
+pub fn services(relative: &str) -> Vec<Service> {
+    of_kind(relative, "Service")
+}
+
+/// An in-memory lookup holding the Services and StatefulSets of `files`.
+pub fn lookup(files: &[&str]) -> Documents {
+    let mut docs = Documents {
+        default_namespace: "default".to_owned(),
+        ..Documents::default()
+    };
+    for file in files {
+        docs.services
+            .extend(services(file).into_iter().map(Arc::new));
+        docs.statefulsets.extend(
+            of_kind::<StatefulSet>(file, "StatefulSet")
+                .into_iter()
+                .map(Arc::new),
+        );
+    }
+    docs
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        helper_image: "registry.example/raft-injector:test".to_owned(),
+        ..Settings::default()
+    }
+}
+
+/// Validates `sts` against `service` in namespace `default`.
+pub fn check(sts: &StatefulSet, service: Option<&Service>, old: Option<&StatefulSet>) -> Verdict {
+    let settings = settings();
+    raft_injector::policy::validate(
+        sts,
+        &Context {
+            namespace: "default",
+            service,
+            old,
+            settings: &settings,
+        },
+    )
+}
+
+pub fn app(lookup: Documents) -> axum::Router {
+    router(AppState {
+        lookup: Arc::new(lookup),
+        settings: Arc::new(settings()),
+        metrics: Arc::new(Metrics::default()),
+    })
+}
+
+/// POSTs `body` to `path` and returns the status and the body (JSON when it is JSON).
+pub async fn post(app: axum::Router, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    let response = app
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(body.into())
+                .expect("request builds"),
+        )
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body reads")
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+/// The AdmissionResponse of a review sent to `path`; asserts HTTP 200.
+pub async fn respond(app: axum::Router, path: &str, review: &Value) -> Value {
+    let (status, body) = post(app, path, review.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(body["kind"], "AdmissionReview");
+    assert_eq!(
+        body["response"]["uid"], review["request"]["uid"],
+        "uid echoed"
+    );
+    body["response"].clone()
+}
+
+/// The decoded JSONPatch of a response (empty when there is none). kube-core encodes
+/// the patch bytes as a JSON array of numbers, which the API server's decoder accepts.
+pub fn patch_of(response: &Value) -> json_patch::Patch {
+    match response["patch"].as_array() {
+        None => json_patch::Patch(Vec::new()),
+        Some(bytes) => {
+            assert_eq!(response["patchType"], "JSONPatch");
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .map(|b| {
+                    b.as_u64()
+                        .and_then(|b| u8::try_from(b).ok())
+                        .expect("a byte")
+                })
+                .collect();
+            serde_json::from_slice(&bytes).expect("patch is JSONPatch")
+        }
+    }
+}
+
+/// Applies a webhook's patch to `object`, as the API server would.
+pub fn apply(object: &Value, patch: &json_patch::Patch) -> Value {
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &patch.0).expect("patch applies to the object it was made for");
+    out
+}
+
+/// Asserts `response` allows, and returns its warnings.
+pub fn accepts(response: &Value) -> Vec<String> {
+    assert_eq!(response["allowed"], true, "expected allowed: {response}");
+    warnings(response)
+}
+
+/// Asserts `response` denies, and returns the message.
+pub fn rejects(response: &Value) -> String {
+    assert_eq!(response["allowed"], false, "expected denied: {response}");
+    response["status"]["message"]
+        .as_str()
+        .expect("a denial has a message")
+        .to_owned()
+}
+
+pub fn warnings(response: &Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

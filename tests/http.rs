@@ -1,0 +1,372 @@
+//! The webhook over HTTP: full AdmissionReview files through the real axum router, and
+//! the same router behind a real rustls listener.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{accepts, app, apply, lookup, patch_of, post, rejects, respond};
+use raft_injector::server::app::MAX_BODY_BYTES;
+use serde_json::Value;
+
+fn review(name: &str) -> Value {
+    serde_json::from_str(&common::read(&format!("tests/data/{name}.json")))
+        .expect("fixture is JSON")
+}
+
+fn cluster() -> raft_injector::cluster::documents::Documents {
+    lookup(&[
+        "examples/etcd.yaml",
+        "examples/ratis-app.yaml",
+        "examples/denied-even-replicas.yaml",
+    ])
+}
+
+#[tokio::test]
+async fn create_is_injected_and_the_patch_applies() {
+    let request = review("create-etcd");
+    let response = respond(app(cluster()), "/mutate", &request).await;
+    assert!(accepts(&response).is_empty());
+    let injected = apply(&request["request"]["object"], &patch_of(&response));
+    let env = injected["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    for wanted in ["POD_NAME", "RAFT_ID", "RAFT_PEERS", "ETCD_INITIAL_CLUSTER"] {
+        assert!(names.contains(&wanted), "{wanted} missing: {names:?}");
+    }
+    assert!(injected["metadata"]["annotations"]["raft-injector.io/status"].is_string());
+
+    // The validating webhook then sees the injected object and allows it quietly.
+    let mut second = request.clone();
+    second["request"]["object"] = injected;
+    assert!(accepts(&respond(app(cluster()), "/validate", &second).await).is_empty());
+    // And a second mutation pass (reinvocation) changes nothing.
+    assert!(patch_of(&respond(app(cluster()), "/mutate", &second).await)
+        .0
+        .is_empty());
+}
+
+#[tokio::test]
+async fn uid_and_api_version_round_trip() {
+    let request = review("create-etcd");
+    let (status, body) = post(app(cluster()), "/validate", request.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(body["kind"], "AdmissionReview");
+    assert_eq!(
+        body["response"]["uid"],
+        "11111111-0000-0000-0000-000000000001"
+    );
+}
+
+#[tokio::test]
+async fn even_replicas_are_denied_by_validate_and_left_alone_by_mutate() {
+    let request = review("create-even-replicas");
+    let message = rejects(&respond(app(cluster()), "/validate", &request).await);
+    assert_eq!(
+        message,
+        "StatefulSet default/even-cluster: spec.replicas is 4; a Raft cluster of 4 tolerates no more failures \
+         than 3 and needs a larger quorum — use 3 or 5"
+    );
+    let mutated = respond(app(cluster()), "/mutate", &request).await;
+    accepts(&mutated);
+    assert!(
+        patch_of(&mutated).0.is_empty(),
+        "a denied object is not injected"
+    );
+}
+
+#[tokio::test]
+async fn replicas_only_update_returns_no_patch() {
+    let create = review("create-etcd");
+    let injected = apply(
+        &create["request"]["object"],
+        &patch_of(&respond(app(cluster()), "/mutate", &create).await),
+    );
+    let mut scaled = injected.clone();
+    scaled["spec"]["replicas"] = 5.into();
+    let mut update = create.clone();
+    update["request"]["operation"] = "UPDATE".into();
+    update["request"]["object"] = scaled;
+    update["request"]["oldObject"] = injected;
+    let response = respond(app(cluster()), "/mutate", &update).await;
+    accepts(&response);
+    assert!(response.get("patch").is_none(), "{response}");
+}
+
+#[tokio::test]
+async fn scale_subresource_rules() {
+    let denied = rejects(&respond(app(cluster()), "/validate", &review("scale-3-to-4")).await);
+    assert!(
+        denied.starts_with("StatefulSet default/etcd: spec.replicas is 4"),
+        "{denied}"
+    );
+    accepts(&respond(app(cluster()), "/validate", &review("scale-3-to-5")).await);
+    let step = rejects(&respond(app(cluster()), "/validate", &review("scale-7-to-1")).await);
+    assert!(
+        step.contains("scale down by at most 2 at a time (7→5→3→1)"),
+        "{step}"
+    );
+}
+
+#[tokio::test]
+async fn scale_of_a_statefulset_that_is_not_raft_is_allowed() {
+    let mut request = review("scale-3-to-4");
+    request["request"]["name"] = "web".into();
+    accepts(&respond(app(cluster()), "/validate", &request).await);
+}
+
+#[tokio::test]
+async fn requests_that_are_not_raft_statefulsets_pass_untouched() {
+    for fixture in ["delete-etcd", "create-deployment", "create-unlabelled"] {
+        for path in ["/mutate", "/validate"] {
+            let response = respond(app(cluster()), path, &review(fixture)).await;
+            assert!(accepts(&response).is_empty(), "{fixture} {path}");
+            assert!(
+                response.get("patch").is_none(),
+                "{fixture} {path}: {response}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_with_a_message() {
+    for (body, expected) in [
+        ("{not json", "request body is not an AdmissionReview"),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod"}"#,
+            "expected an admission.k8s.io/v1 AdmissionReview",
+        ),
+        (
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            "has no request",
+        ),
+        ("", "request body is not an AdmissionReview"),
+    ] {
+        let (status, message) = post(app(cluster()), "/validate", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            message.as_str().unwrap().contains(expected),
+            "{body}: {message}"
+        );
+    }
+    let (status, message) = post(
+        app(cluster()),
+        "/mutate",
+        review("create-v1beta1").to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("admissionReviewVersions: [v1]"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_statefulset_that_does_not_match_the_schema_is_denied_not_dropped() {
+    let mut request = review("create-etcd");
+    request["request"]["object"]["spec"]["replicas"] = "three".into();
+    let message = rejects(&respond(app(cluster()), "/mutate", &request).await);
+    assert!(
+        message.starts_with(
+            "raft-injector: the StatefulSet in the admission request could not be read"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_three_mebibytes_get_413() {
+    let mut request = review("create-etcd");
+    request["request"]["object"]["metadata"]["annotations"]["padding"] =
+        "x".repeat(MAX_BODY_BYTES).into();
+    let (status, message) = post(app(cluster()), "/mutate", request.to_string()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        message.as_str().unwrap().contains("byte limit"),
+        "{message}"
+    );
+}
+
+mod tls {
+    use super::*;
+    use raft_injector::certs::{issue, write_to, CertRequest};
+    use raft_injector::server::listener::serve_tls;
+    use raft_injector::server::tls::{server_config, CertPaths, CertReloader, TlsError};
+
+    fn issued(dir: &std::path::Path) -> CertPaths {
+        let request = CertRequest {
+            service: "raft-injector".to_owned(),
+            namespace: "raft-injector".to_owned(),
+            cluster_domain: "cluster.local".to_owned(),
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            days: 1,
+        };
+        write_to(dir, &issue(&request).unwrap()).unwrap();
+        CertPaths {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        }
+    }
+
+    fn client(ca: &[u8], http2: bool) -> reqwest::Client {
+        let builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap())
+            .timeout(Duration::from_secs(10));
+        let builder = if http2 { builder } else { builder.http1_only() };
+        builder.build().unwrap()
+    }
+
+    async fn start(
+        paths: CertPaths,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let reloader = CertReloader::load(paths).expect("pair loads");
+        let config = Arc::new(server_config(reloader).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve_tls(
+            listener,
+            config,
+            app(cluster()),
+            stopped,
+            Duration::from_secs(5),
+        ));
+        (addr, stop, task)
+    }
+
+    #[tokio::test]
+    async fn serves_admission_over_tls_with_h2_and_http1() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = issued(dir.path());
+        let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+        let (addr, stop, task) = start(paths).await;
+        let url = format!("https://127.0.0.1:{}/validate", addr.port());
+        let body = review("create-even-replicas").to_string();
+
+        for (http2, version) in [
+            (true, reqwest::Version::HTTP_2),
+            (false, reqwest::Version::HTTP_11),
+        ] {
+            let response = client(&ca, http2)
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("TLS request succeeds");
+            assert_eq!(response.version(), version);
+            assert_eq!(response.status(), 200);
+            let review: Value = response.json().await.unwrap();
+            assert_eq!(review["response"]["allowed"], false);
+            assert_eq!(
+                review["response"]["uid"],
+                "11111111-0000-0000-0000-000000000002"
+            );
+        }
+
+        // A client that does not trust the CA is refused at the handshake.
+        let untrusted = reqwest::Client::builder().build().unwrap();
+        assert!(untrusted.post(&url).body(body).send().await.is_err());
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("drains promptly")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_keep_alive_connections_and_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = issued(dir.path());
+        let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+        let (addr, stop, task) = start(paths).await;
+        let http = client(&ca, false);
+        let url = format!("https://127.0.0.1:{}/mutate", addr.port());
+        let response = http
+            .post(&url)
+            .body(review("create-etcd").to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        // The client keeps the connection open; shutdown must still finish well before the grace period.
+        stop.send(true).unwrap();
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("returns")
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the grace timeout instead of closing idle connections"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "stopped accepting"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, second) = (issued(a.path()), issued(b.path()));
+        let mixed = CertPaths {
+            cert: first.cert,
+            key: second.key,
+        };
+        assert!(matches!(
+            CertReloader::load(mixed),
+            Err(TlsError::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_files_are_refused_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = issued(dir.path());
+        std::fs::write(&paths.key, "not a key").unwrap();
+        let error = CertReloader::load(paths.clone()).unwrap_err();
+        assert!(matches!(error, TlsError::NoKey { .. }));
+        assert!(error.to_string().contains("tls.key"), "{error}");
+    }
+
+    #[test]
+    fn reload_takes_a_rotated_pair_and_keeps_the_old_one_when_the_new_is_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = issued(dir.path());
+        let reloader = CertReloader::load(paths.clone()).unwrap();
+        assert!(
+            !reloader.reload().unwrap(),
+            "unchanged files are not reloaded"
+        );
+
+        let serving = |r: &CertReloader| r.current_certificate();
+        let before = serving(&reloader);
+        let rotated = tempfile::tempdir().unwrap();
+        let new = issued(rotated.path());
+        std::fs::copy(&new.cert, &paths.cert).unwrap();
+        std::fs::copy(&new.key, &paths.key).unwrap();
+        assert!(reloader.reload().unwrap(), "a rotated pair is taken");
+        let after = serving(&reloader);
+        assert_ne!(before, after);
+
+        // Half a rotation: new certificate, old key. Refused; the rotated pair keeps serving.
+        std::fs::copy(dir.path().join("ca.crt"), &paths.cert).unwrap();
+        assert!(reloader.reload().is_err());
+        assert_eq!(serving(&reloader), after);
+    }
+}

@@ -1,0 +1,566 @@
+//! Injection (SPEC §4): golden output, idempotency, the frozen bootstrap size, target and
+//! port resolution, and user values never overwritten.
+
+mod common;
+
+use common::{apply, services, settings, statefulset};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{EnvVar, Service};
+use raft_injector::offline::{self, Input};
+use raft_injector::policy::{mutate, Context, Patch, Settings};
+use serde_json::{json, Value};
+
+fn mutate_with(
+    sts: &StatefulSet,
+    svc: Option<&Service>,
+    old: Option<&StatefulSet>,
+    settings: &Settings,
+) -> Patch {
+    mutate(
+        sts,
+        &Context {
+            namespace: "default",
+            service: svc,
+            old,
+            settings,
+        },
+    )
+    .expect("resolvable")
+}
+
+/// Injects `sts` and returns the injected object.
+fn injected(sts: &StatefulSet, svc: Option<&Service>) -> StatefulSet {
+    let patch = mutate_with(sts, svc, None, &settings());
+    let value = apply(&serde_json::to_value(sts).unwrap(), &patch);
+    serde_json::from_value(value).expect("injected object is a StatefulSet")
+}
+
+fn etcd() -> (StatefulSet, Service) {
+    (
+        statefulset("examples/etcd.yaml"),
+        services("examples/etcd.yaml").remove(0),
+    )
+}
+
+fn ratis() -> (StatefulSet, Service) {
+    (
+        statefulset("examples/ratis-app.yaml"),
+        services("examples/ratis-app.yaml").remove(0),
+    )
+}
+
+fn env_of(sts: &StatefulSet, container: usize) -> Vec<EnvVar> {
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[container]
+        .env
+        .clone()
+        .unwrap_or_default()
+}
+
+fn value_of(sts: &StatefulSet, container: usize, name: &str) -> Option<String> {
+    env_of(sts, container)
+        .into_iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value)
+}
+
+fn template(sts: &StatefulSet) -> Value {
+    serde_json::to_value(&sts.spec.as_ref().unwrap().template).unwrap()
+}
+
+#[test]
+fn golden_output_for_each_example() {
+    for example in ["etcd", "ratis-app"] {
+        let input = common::read(&format!("examples/{example}.yaml"));
+        let report = offline::run(
+            &Input {
+                name: example,
+                text: &input,
+            },
+            &settings(),
+            "default",
+            true,
+        )
+        .expect("example injects");
+        assert!(report.denials.is_empty(), "{:?}", report.denials);
+        let golden = common::root().join(format!("tests/golden/{example}.yaml"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &report.output).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .expect("golden file exists (UPDATE_GOLDEN=1 writes it)");
+        assert_eq!(
+            report.output,
+            expected,
+            "{example}: injected output differs from {}",
+            golden.display()
+        );
+    }
+}
+
+#[test]
+fn same_input_gives_byte_identical_output() {
+    let input = common::read("examples/etcd.yaml");
+    let run = || {
+        offline::run(
+            &Input {
+                name: "etcd",
+                text: &input,
+            },
+            &settings(),
+            "default",
+            true,
+        )
+        .unwrap()
+        .output
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn documents_that_are_not_raft_statefulsets_are_printed_unchanged() {
+    let input = common::read("examples/etcd.yaml");
+    let report = offline::run(
+        &Input {
+            name: "etcd",
+            text: &input,
+        },
+        &settings(),
+        "default",
+        true,
+    )
+    .unwrap();
+    // The comments of the Service document survive byte for byte.
+    assert!(report.output.contains("  # Members must resolve each other before they are Ready, or a new cluster never forms.\n"));
+}
+
+#[test]
+fn already_injected_object_gets_an_empty_patch() {
+    for (sts, svc) in [etcd(), ratis()] {
+        let once = injected(&sts, Some(&svc));
+        let again = mutate_with(&once, Some(&svc), None, &settings());
+        assert!(again.0.is_empty(), "second admission patched: {again:?}");
+        let again_as_update = mutate_with(&once, Some(&svc), Some(&once), &settings());
+        assert!(again_as_update.0.is_empty());
+    }
+}
+
+#[test]
+fn replicas_change_does_not_touch_template() {
+    let (sts, svc) = etcd();
+    let stored = injected(&sts, Some(&svc));
+    let mut scaled = stored.clone();
+    scaled.spec.as_mut().unwrap().replicas = Some(5);
+    let patch = mutate_with(&scaled, Some(&svc), Some(&stored), &settings());
+    assert!(patch.0.is_empty(), "{patch:?}");
+    assert_eq!(
+        value_of(&stored, 0, "RAFT_CLUSTER_SIZE").as_deref(),
+        Some("3")
+    );
+}
+
+#[test]
+fn bootstrap_size_survives_a_server_side_apply_that_drops_the_status() {
+    // A server-side apply re-sends the user's manifest: no status, no injected env, new replicas.
+    let (sts, svc) = etcd();
+    let stored = injected(&sts, Some(&svc));
+    let mut reapplied = sts.clone();
+    reapplied.spec.as_mut().unwrap().replicas = Some(5);
+    let patch = mutate_with(&reapplied, Some(&svc), Some(&stored), &settings());
+    let result: StatefulSet =
+        serde_json::from_value(apply(&serde_json::to_value(&reapplied).unwrap(), &patch)).unwrap();
+    assert_eq!(
+        template(&result),
+        template(&stored),
+        "template must not change"
+    );
+    assert_eq!(
+        value_of(&result, 0, "RAFT_CLUSTER_SIZE").as_deref(),
+        Some("3")
+    );
+}
+
+#[test]
+fn generic_env_vars_have_the_spec_values() {
+    let (sts, svc) = ratis();
+    let out = injected(&sts, Some(&svc));
+    let expect = [
+        ("RAFT_SERVICE", "counter"),
+        ("RAFT_PORT", "9872"),
+        ("RAFT_CLUSTER_DOMAIN", "cluster.local"),
+        ("RAFT_ID", "$(POD_NAME).counter.default.svc.cluster.local"),
+        ("RAFT_ADDRESS", "$(RAFT_ID):9872"),
+        ("RAFT_PEER_PATTERN", "counter-%d.counter.default.svc.cluster.local:9872"),
+        (
+            "RAFT_PEERS",
+            "counter-0.counter.default.svc.cluster.local:9872,counter-1.counter.default.svc.cluster.local:9872,counter-2.counter.default.svc.cluster.local:9872",
+        ),
+        ("RAFT_CLUSTER_SIZE", "3"),
+        ("RAFT_GROUP_ID", &raft_injector::policy::resolve::default_group_id("default", "counter")),
+    ];
+    for (name, value) in expect {
+        assert_eq!(value_of(&out, 0, name).as_deref(), Some(value), "{name}");
+    }
+    let downward: Vec<(String, String)> = env_of(&out, 0)
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value_from?.field_ref?.field_path)))
+        .collect();
+    assert_eq!(
+        downward,
+        [
+            ("POD_NAME".to_owned(), "metadata.name".to_owned()),
+            ("POD_NAMESPACE".to_owned(), "metadata.namespace".to_owned()),
+            (
+                "RAFT_ORDINAL".to_owned(),
+                "metadata.labels['apps.kubernetes.io/pod-index']".to_owned()
+            ),
+        ]
+    );
+    // $(VAR) only expands for vars defined earlier in the list.
+    let names: Vec<String> = env_of(&out, 0).into_iter().map(|e| e.name).collect();
+    let position = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(
+        position("POD_NAME") < position("RAFT_ID")
+            && position("RAFT_ID") < position("RAFT_ADDRESS")
+    );
+}
+
+#[test]
+fn group_id_is_a_stable_uuid_v5_unless_annotated() {
+    let id = raft_injector::policy::resolve::default_group_id("default", "counter");
+    assert_eq!(
+        id,
+        raft_injector::policy::resolve::default_group_id("default", "counter")
+    );
+    assert_ne!(
+        id,
+        raft_injector::policy::resolve::default_group_id("prod", "counter")
+    );
+    let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+    assert_eq!(parsed.get_version_num(), 5);
+
+    let (mut sts, svc) = ratis();
+    sts.metadata.annotations = Some(
+        [(
+            "raft-injector.io/group-id".to_owned(),
+            "counter-group".to_owned(),
+        )]
+        .into(),
+    );
+    assert_eq!(
+        value_of(&injected(&sts, Some(&svc)), 0, "RAFT_GROUP_ID").as_deref(),
+        Some("counter-group")
+    );
+}
+
+#[test]
+fn cluster_domain_comes_from_annotation_then_flag() {
+    let (mut sts, svc) = ratis();
+    let settings = Settings {
+        cluster_domain: "corp.internal".to_owned(),
+        ..settings()
+    };
+    let with_flag: StatefulSet = serde_json::from_value(apply(
+        &serde_json::to_value(&sts).unwrap(),
+        &mutate_with(&sts, Some(&svc), None, &settings),
+    ))
+    .unwrap();
+    assert_eq!(
+        value_of(&with_flag, 0, "RAFT_CLUSTER_DOMAIN").as_deref(),
+        Some("corp.internal")
+    );
+
+    sts.metadata.annotations = Some(
+        [(
+            "raft-injector.io/cluster-domain".to_owned(),
+            "edge.local".to_owned(),
+        )]
+        .into(),
+    );
+    let out = injected(&sts, Some(&svc));
+    assert_eq!(
+        value_of(&out, 0, "RAFT_ID").as_deref(),
+        Some("$(POD_NAME).counter.default.svc.edge.local")
+    );
+}
+
+#[test]
+fn etcd_flavor_sets_the_etcd_configuration() {
+    let (mut sts, svc) = etcd();
+    sts.metadata.annotations.as_mut().unwrap().insert(
+        "raft-injector.io/client-port".to_owned(),
+        "12379".to_owned(),
+    );
+    let out = injected(&sts, Some(&svc));
+    let host = |i: u8| format!("etcd-{i}.etcd.default.svc.cluster.local");
+    for (name, value) in [
+        ("ETCD_NAME", "$(POD_NAME)".to_owned()),
+        (
+            "ETCD_INITIAL_CLUSTER",
+            format!(
+                "etcd-0=http://{}:2380,etcd-1=http://{}:2380,etcd-2=http://{}:2380",
+                host(0),
+                host(1),
+                host(2)
+            ),
+        ),
+        ("ETCD_INITIAL_CLUSTER_TOKEN", "default-etcd".to_owned()),
+        ("ETCD_INITIAL_CLUSTER_STATE", "new".to_owned()),
+        (
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+            "http://$(RAFT_ID):2380".to_owned(),
+        ),
+        ("ETCD_LISTEN_PEER_URLS", "http://0.0.0.0:2380".to_owned()),
+        ("ETCD_LISTEN_CLIENT_URLS", "http://0.0.0.0:12379".to_owned()),
+        (
+            "ETCD_ADVERTISE_CLIENT_URLS",
+            "http://$(RAFT_ID):12379".to_owned(),
+        ),
+        ("RAFT_PORT", "2380".to_owned()),
+    ] {
+        assert_eq!(value_of(&out, 0, name), Some(value), "{name}");
+    }
+    // The user's own etcd setting stays first and untouched.
+    assert_eq!(env_of(&out, 0)[0].name, "ETCD_DATA_DIR");
+}
+
+#[test]
+fn user_set_values_are_never_overwritten() {
+    let (mut sts, svc) = etcd();
+    let container = &mut sts
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0];
+    container.env.as_mut().unwrap().push(EnvVar {
+        name: "ETCD_LISTEN_CLIENT_URLS".to_owned(),
+        value: Some("http://127.0.0.1:2379".to_owned()),
+        value_from: None,
+    });
+    container.lifecycle = Some(
+        serde_json::from_value(json!({"preStop": {"exec": {"command": ["/bin/drain"]}}})).unwrap(),
+    );
+    let out = injected(&sts, Some(&svc));
+    assert_eq!(
+        value_of(&out, 0, "ETCD_LISTEN_CLIENT_URLS").as_deref(),
+        Some("http://127.0.0.1:2379")
+    );
+    assert_eq!(
+        env_of(&out, 0)
+            .iter()
+            .filter(|e| e.name == "ETCD_LISTEN_CLIENT_URLS")
+            .count(),
+        1
+    );
+    let container = &out
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let hook = container
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        hook.exec.as_ref().unwrap().command.as_deref(),
+        Some(&["/bin/drain".to_owned()][..])
+    );
+    let status = raft_injector::policy::status::Status::of(&out).unwrap();
+    assert!(
+        !status.owns_env("ETCD_LISTEN_CLIENT_URLS"),
+        "the user's var is not recorded as owned"
+    );
+    // Re-admitting keeps it that way.
+    assert!(mutate_with(&out, Some(&svc), None, &settings())
+        .0
+        .is_empty());
+}
+
+#[test]
+fn helper_volume_init_container_and_pre_stop_are_injected() {
+    let (sts, svc) = ratis();
+    let out = injected(&sts, Some(&svc));
+    let pod = out.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "raft-injector")
+        .expect("volume");
+    assert!(volume.empty_dir.is_some());
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        init.image.as_deref(),
+        Some("registry.example/raft-injector:test")
+    );
+    assert_eq!(
+        init.command.as_deref().unwrap(),
+        [
+            "/usr/local/bin/raft-injector",
+            "install",
+            "--to",
+            "/raft-injector"
+        ]
+    );
+    let container = &pod.containers[0];
+    let mount = container
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "raft-injector")
+        .unwrap();
+    assert_eq!(mount.mount_path, "/raft-injector");
+    let hook = container
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        hook.exec.as_ref().unwrap().command.as_deref().unwrap(),
+        ["/raft-injector/raft-injector", "member", "leave"]
+    );
+}
+
+#[test]
+fn status_annotation_key_is_escaped_in_the_patch() {
+    let (mut sts, svc) = ratis();
+    sts.metadata.annotations = Some([("team".to_owned(), "storage".to_owned())].into());
+    let patch = serde_json::to_value(mutate_with(&sts, Some(&svc), None, &settings())).unwrap();
+    let paths: Vec<&str> = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/metadata/annotations/raft-injector.io~1status"),
+        "{paths:?}"
+    );
+    let out = injected(&sts, Some(&svc));
+    let status = raft_injector::policy::status::Status::of(&out).expect("status annotation");
+    assert_eq!(status.bootstrap_size, 3);
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(status.env.len(), 12);
+    assert_eq!(status.hash.len(), 64);
+}
+
+fn with_containers(names: &[&str]) -> StatefulSet {
+    let (mut sts, _) = ratis();
+    let pod = sts.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    let first = pod.containers[0].clone();
+    pod.containers = names
+        .iter()
+        .map(|n| {
+            let mut c = first.clone();
+            c.name = (*n).to_owned();
+            c
+        })
+        .collect();
+    sts
+}
+
+#[test]
+fn target_container_is_annotation_then_only_then_named_like_the_statefulset_then_first() {
+    use raft_injector::policy::resolve::target_container;
+    assert_eq!(target_container(&with_containers(&["app"])), Ok(0));
+    assert_eq!(
+        target_container(&with_containers(&["proxy", "counter"])),
+        Ok(1)
+    );
+    assert_eq!(target_container(&with_containers(&["proxy", "app"])), Ok(0));
+    let mut annotated = with_containers(&["proxy", "counter", "app"]);
+    annotated.metadata.annotations =
+        Some([("raft-injector.io/container".to_owned(), "app".to_owned())].into());
+    assert_eq!(target_container(&annotated), Ok(2));
+}
+
+#[test]
+fn peer_port_is_annotation_then_flavor_then_named_port_then_service_port() {
+    let (sts, svc) = ratis();
+    let port = |sts: &StatefulSet, svc: &Service| {
+        let out = injected(sts, Some(svc));
+        value_of(&out, 0, "RAFT_PORT").unwrap()
+    };
+    assert_eq!(port(&sts, &svc), "9872", "named container port");
+
+    let mut annotated = sts.clone();
+    annotated.metadata.annotations =
+        Some([("raft-injector.io/port".to_owned(), "7000".to_owned())].into());
+    assert_eq!(port(&annotated, &svc), "7000", "annotation wins");
+
+    let mut unnamed = sts.clone();
+    unnamed
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .ports = None;
+    let mut target = svc.clone();
+    target.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port =
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9999));
+    assert_eq!(
+        port(&unnamed, &target),
+        "9999",
+        "the Service's only port, by targetPort"
+    );
+    assert_eq!(port(&unnamed, &svc), "9872", "the Service's only port");
+
+    let (etcd_sts, etcd_svc) = etcd();
+    assert_eq!(port(&etcd_sts, &etcd_svc), "2380", "etcd flavor default");
+}
+
+#[test]
+fn a_cluster_created_stopped_gets_its_peer_list_on_first_start() {
+    let (mut sts, svc) = ratis();
+    sts.spec.as_mut().unwrap().replicas = Some(0);
+    let stopped = injected(&sts, Some(&svc));
+    assert_eq!(
+        value_of(&stopped, 0, "RAFT_CLUSTER_SIZE").as_deref(),
+        Some("0")
+    );
+    let mut started = stopped.clone();
+    started.spec.as_mut().unwrap().replicas = Some(3);
+    let patch = mutate_with(&started, Some(&svc), Some(&stopped), &settings());
+    let started: StatefulSet =
+        serde_json::from_value(apply(&serde_json::to_value(&started).unwrap(), &patch)).unwrap();
+    assert_eq!(
+        value_of(&started, 0, "RAFT_CLUSTER_SIZE").as_deref(),
+        Some("3")
+    );
+    assert!(value_of(&started, 0, "RAFT_PEERS")
+        .unwrap()
+        .contains("counter-2."));
+    // and from then on it is frozen
+    let mut scaled = started.clone();
+    scaled.spec.as_mut().unwrap().replicas = Some(5);
+    assert!(
+        mutate_with(&scaled, Some(&svc), Some(&started), &settings())
+            .0
+            .is_empty()
+    );
+}

@@ -1,0 +1,356 @@
+//! Every Raft rule and warning of SPEC §2–3, on the pure policy functions.
+
+mod common;
+
+use common::{check, services, settings, statefulset};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Probe, Service};
+use raft_injector::policy::scale::validate_scale;
+use raft_injector::policy::{Context, MissingService, Settings};
+use serde_json::json;
+
+fn etcd() -> (StatefulSet, Service) {
+    let svc = services("examples/etcd.yaml").remove(0);
+    (statefulset("examples/etcd.yaml"), svc)
+}
+
+fn ratis() -> (StatefulSet, Service) {
+    let svc = services("examples/ratis-app.yaml").remove(0);
+    (statefulset("examples/ratis-app.yaml"), svc)
+}
+
+fn spec(sts: &mut StatefulSet) -> &mut k8s_openapi::api::apps::v1::StatefulSetSpec {
+    sts.spec.as_mut().expect("example has a spec")
+}
+
+fn annotate(sts: &mut StatefulSet, key: &str, value: &str) {
+    sts.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_owned(), value.to_owned());
+}
+
+#[test]
+fn examples_pass_without_warnings() {
+    for (sts, svc) in [etcd(), ratis()] {
+        let verdict = check(&sts, Some(&svc), None);
+        assert!(verdict.is_allowed(), "{:?}", verdict.denial());
+        assert!(verdict.warnings.is_empty(), "{:?}", verdict.warnings);
+    }
+}
+
+#[test]
+fn rule1_service_name_must_be_set() {
+    let (mut sts, svc) = ratis();
+    spec(&mut sts).service_name = None;
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(
+        denial.starts_with("StatefulSet default/counter: "),
+        "{denial}"
+    );
+    assert!(denial.contains("spec.serviceName is not set"), "{denial}");
+}
+
+#[test]
+fn rule2_service_must_exist() {
+    let (sts, _) = ratis();
+    let denial = check(&sts, None, None).denial().expect("denied");
+    assert!(
+        denial.contains("Service default/counter does not exist"),
+        "{denial}"
+    );
+}
+
+#[test]
+fn rule2_missing_service_is_a_warning_in_warn_mode() {
+    let (sts, _) = ratis();
+    let settings = Settings {
+        missing_service: MissingService::Warn,
+        ..settings()
+    };
+    let verdict = raft_injector::policy::validate(
+        &sts,
+        &Context {
+            namespace: "default",
+            service: None,
+            old: None,
+            settings: &settings,
+        },
+    );
+    assert!(verdict.is_allowed(), "{:?}", verdict.denial());
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .any(|w| w.contains("--missing-service=warn")),
+        "{:?}",
+        verdict.warnings
+    );
+}
+
+#[test]
+fn rule3_service_must_be_headless() {
+    let (sts, mut svc) = ratis();
+    svc.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.12".to_owned());
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(denial.contains("spec.clusterIP is 10.96.0.12"), "{denial}");
+    assert!(denial.contains("clusterIP: None"), "{denial}");
+}
+
+#[test]
+fn rule4_service_selector_must_be_set() {
+    let (sts, mut svc) = ratis();
+    svc.spec.as_mut().unwrap().selector = None;
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(denial.contains("has no spec.selector"), "{denial}");
+}
+
+#[test]
+fn rule4_service_selector_must_match_the_pod_template() {
+    let (sts, mut svc) = ratis();
+    svc.spec.as_mut().unwrap().selector = Some([("app".to_owned(), "other".to_owned())].into());
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(
+        denial.contains("selects app=other but the pod template is labelled app=counter"),
+        "{denial}"
+    );
+}
+
+#[test]
+fn rule5_even_replicas_are_denied_with_the_spec_message() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).replicas = Some(4);
+    assert_eq!(
+        check(&sts, Some(&svc), None).denial().as_deref(),
+        Some(
+            "StatefulSet default/etcd: spec.replicas is 4; a Raft cluster of 4 tolerates no more failures than \
+             3 and needs a larger quorum — use 3 or 5"
+        )
+    );
+}
+
+#[test]
+fn rule5_unset_replicas_means_one_and_passes() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).replicas = None;
+    assert!(check(&sts, Some(&svc), None).is_allowed());
+}
+
+#[test]
+fn rule5_zero_replicas_is_allowed_with_a_warning() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).replicas = Some(0);
+    let verdict = check(&sts, Some(&svc), None);
+    assert!(verdict.is_allowed());
+    assert!(verdict
+        .warnings
+        .iter()
+        .any(|w| w.contains("spec.replicas is 0")));
+}
+
+#[test]
+fn rule6_peer_port_must_be_resolvable() {
+    let (mut sts, mut svc) = ratis();
+    spec(&mut sts).template.spec.as_mut().unwrap().containers[0].ports = None;
+    let mut second = svc.spec.as_ref().unwrap().ports.clone().unwrap()[0].clone();
+    second.name = Some("metrics".to_owned());
+    second.port = 9090;
+    svc.spec
+        .as_mut()
+        .unwrap()
+        .ports
+        .as_mut()
+        .unwrap()
+        .push(second);
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(
+        denial.contains("no Raft peer port could be resolved"),
+        "{denial}"
+    );
+    assert!(denial.contains("raft-injector.io/port"), "{denial}");
+}
+
+#[test]
+fn every_violation_is_listed_in_one_message() {
+    let (mut sts, mut svc) = ratis();
+    spec(&mut sts).replicas = Some(6);
+    svc.spec.as_mut().unwrap().cluster_ip = Some("10.0.0.1".to_owned());
+    annotate(&mut sts, "raft-injector.io/port", "peer");
+    let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+    assert!(denial.contains("3 problems: (1)"), "{denial}");
+    for part in [
+        "raft-injector.io/port is \"peer\"",
+        "not headless",
+        "spec.replicas is 6",
+    ] {
+        assert!(denial.contains(part), "{part} missing from {denial}");
+    }
+}
+
+#[test]
+fn bad_annotations_are_denied() {
+    for (key, value, expected) in [
+        ("raft-injector.io/flavor", "consul", "not a known flavor"),
+        ("raft-injector.io/client-port", "0", "not a port number"),
+        (
+            "raft-injector.io/container",
+            "sidecar",
+            "has no such container",
+        ),
+    ] {
+        let (mut sts, svc) = etcd();
+        annotate(&mut sts, key, value);
+        let denial = check(&sts, Some(&svc), None).denial().expect("denied");
+        assert!(denial.contains(expected), "{key}: {denial}");
+    }
+}
+
+#[test]
+fn rule7_scale_to_even_is_denied() {
+    let (sts, _) = etcd();
+    let denial = validate_scale(&sts, "default", 3, 4)
+        .denial()
+        .expect("denied");
+    assert!(denial.contains("spec.replicas is 4"), "{denial}");
+    assert!(validate_scale(&sts, "default", 3, 5).is_allowed());
+}
+
+#[test]
+fn rule8_scale_down_by_more_than_two_is_denied_with_steps() {
+    let (sts, _) = etcd();
+    let denial = validate_scale(&sts, "default", 7, 1)
+        .denial()
+        .expect("denied");
+    assert!(
+        denial.contains("goes from 7 to 1, removing 6 members"),
+        "{denial}"
+    );
+    assert!(denial.contains("(7→5→3→1)"), "{denial}");
+    assert!(validate_scale(&sts, "default", 5, 3).is_allowed());
+    assert!(validate_scale(&sts, "default", 7, 9).is_allowed());
+}
+
+#[test]
+fn rule8_scaling_to_zero_stops_the_cluster_and_is_allowed() {
+    let (sts, _) = etcd();
+    let verdict = validate_scale(&sts, "default", 7, 0);
+    assert!(verdict.is_allowed(), "{:?}", verdict.denial());
+    assert!(verdict.warnings.iter().any(|w| w.contains("stopped")));
+}
+
+#[test]
+fn rule8_applies_to_spec_replicas_on_update() {
+    let (old, svc) = etcd();
+    let mut old = old;
+    spec(&mut old).replicas = Some(7);
+    let mut new = old.clone();
+    spec(&mut new).replicas = Some(3);
+    let denial = check(&new, Some(&svc), Some(&old))
+        .denial()
+        .expect("denied");
+    assert!(denial.contains("goes from 7 to 3"), "{denial}");
+    spec(&mut new).replicas = Some(5);
+    assert!(check(&new, Some(&svc), Some(&old)).is_allowed());
+}
+
+#[test]
+fn scaling_up_a_never_bootstrapped_cluster_is_denied() {
+    let (mut sts, _) = etcd();
+    annotate(
+        &mut sts,
+        "raft-injector.io/status",
+        r#"{"version":"0.1.0","bootstrapSize":0,"flavor":"etcd","env":[],"hash":""}"#,
+    );
+    let denial = validate_scale(&sts, "default", 0, 3)
+        .denial()
+        .expect("denied");
+    assert!(denial.contains("created with 0 replicas"), "{denial}");
+}
+
+fn warnings_of(sts: &StatefulSet, svc: &Service) -> Vec<String> {
+    let verdict = check(sts, Some(svc), None);
+    assert!(verdict.is_allowed(), "{:?}", verdict.denial());
+    verdict.warning_messages()
+}
+
+#[test]
+fn warns_when_not_ready_addresses_are_not_published() {
+    let (sts, mut svc) = etcd();
+    svc.spec.as_mut().unwrap().publish_not_ready_addresses = None;
+    let warnings = warnings_of(&sts, &svc);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with(
+        "StatefulSet default/etcd: Service default/etcd does not set spec.publishNotReadyAddresses"
+    ));
+}
+
+#[test]
+fn warns_on_ordered_ready_with_a_readiness_probe() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).pod_management_policy = None;
+    assert!(warnings_of(&sts, &svc).is_empty(), "no probe, no warning");
+    spec(&mut sts).template.spec.as_mut().unwrap().containers[0].readiness_probe =
+        Some(Probe::default());
+    let warnings = warnings_of(&sts, &svc);
+    assert!(
+        warnings.iter().any(|w| w.contains("OrderedReady")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn warns_above_seven_replicas() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).replicas = Some(9);
+    assert!(warnings_of(&sts, &svc)
+        .iter()
+        .any(|w| w.contains("spec.replicas is 9")));
+    spec(&mut sts).replicas = Some(7);
+    assert!(warnings_of(&sts, &svc).is_empty());
+}
+
+#[test]
+fn warns_when_claims_are_retained_on_scale_down() {
+    let (mut sts, svc) = etcd();
+    spec(&mut sts).persistent_volume_claim_retention_policy = None;
+    let warnings = warnings_of(&sts, &svc);
+    assert!(
+        warnings.iter().any(|w| w.contains("whenScaled is Retain")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn warns_when_the_container_has_its_own_pre_stop_hook() {
+    let (mut sts, svc) = etcd();
+    let container = &mut spec(&mut sts).template.spec.as_mut().unwrap().containers[0];
+    container.lifecycle = Some(
+        serde_json::from_value(json!({"preStop": {"exec": {"command": ["sh", "-c", "true"]}}}))
+            .unwrap(),
+    );
+    let warnings = warnings_of(&sts, &svc);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("already has a preStop hook")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn warns_when_the_user_sets_an_injected_env_var() {
+    let (mut sts, svc) = etcd();
+    let container = &mut spec(&mut sts).template.spec.as_mut().unwrap().containers[0];
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(serde_json::from_value(json!({"name": "RAFT_PORT", "value": "7000"})).unwrap());
+    let warnings = warnings_of(&sts, &svc);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("sets env RAFT_PORT itself")
+                && w.contains("instead of the injected \"2380\"")),
+        "{warnings:?}"
+    );
+}
