@@ -370,3 +370,59 @@ mod tls {
         assert_eq!(serving(&reloader), after);
     }
 }
+
+/// A cache that has not yet seen anything until `ready_at`.
+struct Lagging {
+    inner: raft_injector::cluster::documents::Documents,
+    ready_at: std::time::Instant,
+}
+
+impl raft_injector::cluster::Lookup for Lagging {
+    fn service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<k8s_openapi::api::core::v1::Service>> {
+        (std::time::Instant::now() >= self.ready_at)
+            .then(|| self.inner.service(namespace, name))
+            .flatten()
+    }
+
+    fn statefulset(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<k8s_openapi::api::apps::v1::StatefulSet>> {
+        (std::time::Instant::now() >= self.ready_at)
+            .then(|| self.inner.statefulset(namespace, name))
+            .flatten()
+    }
+}
+
+#[tokio::test]
+async fn a_service_created_just_before_the_statefulset_is_waited_for() {
+    use raft_injector::cluster::Lookup as _;
+    let lagging = |ms| {
+        Arc::new(Lagging {
+            inner: cluster(),
+            ready_at: std::time::Instant::now() + Duration::from_millis(ms),
+        })
+    };
+    let request = review("create-etcd");
+    let grace = Duration::from_millis(1500);
+    // The Service's watch event arrives 200ms after the StatefulSet's admission starts.
+    accepts(&respond(common::app_with(lagging(200), grace), "/validate", &request).await);
+    let scale = review("scale-3-to-4");
+    rejects(&respond(common::app_with(lagging(200), grace), "/validate", &scale).await);
+    // Without the grace period the same lag is a false denial, which is what the wait prevents.
+    let message = rejects(
+        &respond(
+            common::app_with(lagging(200), Duration::ZERO),
+            "/validate",
+            &request,
+        )
+        .await,
+    );
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(cluster().service("default", "etcd").is_some());
+}

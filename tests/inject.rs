@@ -23,6 +23,7 @@ fn mutate_with(
             service: svc,
             old,
             settings,
+            dry_run: false,
         },
     )
     .expect("resolvable")

@@ -75,6 +75,7 @@ fn rule2_missing_service_is_a_warning_in_warn_mode() {
             service: None,
             old: None,
             settings: &settings,
+            dry_run: false,
         },
     );
     assert!(verdict.is_allowed(), "{:?}", verdict.denial());
@@ -352,5 +353,30 @@ fn warns_when_the_user_sets_an_injected_env_var() {
             .any(|w| w.contains("sets env RAFT_PORT itself")
                 && w.contains("instead of the injected \"2380\"")),
         "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_missing_service_in_a_server_dry_run_is_a_warning() {
+    let (sts, _) = ratis();
+    let settings = settings();
+    let verdict = raft_injector::policy::validate(
+        &sts,
+        &Context {
+            namespace: "default",
+            service: None,
+            old: None,
+            settings: &settings,
+            dry_run: true,
+        },
+    );
+    assert!(verdict.is_allowed(), "{:?}", verdict.denial());
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .any(|w| w.contains("allowed in this dry run")),
+        "{:?}",
+        verdict.warnings
     );
 }

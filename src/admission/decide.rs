@@ -114,6 +114,7 @@ pub fn decide(
                 service: service.as_deref(),
                 old: old.as_ref(),
                 settings,
+                dry_run: req.dry_run,
             };
             let verdict = validate(&sts, &ctx);
             match webhook {

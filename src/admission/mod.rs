@@ -2,5 +2,7 @@
 //! rules apply, and how a verdict becomes a response. No HTTP here.
 
 mod decide;
+mod settle;
 
 pub use decide::{decide, respond, AdmissionError, Webhook};
+pub use settle::settle;

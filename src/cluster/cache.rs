@@ -12,7 +12,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::Lookup;
-use crate::policy::names::RAFT_LABEL;
 
 /// The caches; cheap to clone.
 #[derive(Clone)]
@@ -31,8 +30,9 @@ fn slim<K: Resource>(object: &mut K) {
 }
 
 impl Caches {
-    /// Starts the watches on tokio tasks. Services are watched cluster-wide (any namespace
-    /// may opt in); StatefulSets only when they carry the Raft label.
+    /// Starts the watches on tokio tasks, cluster-wide since any namespace may opt in.
+    /// All StatefulSets are cached, not only labelled ones, so that a miss on a
+    /// `statefulsets/scale` request means "not seen yet" rather than "not Raft".
     pub fn start(client: Client) -> Caches {
         let (services, services_writer) = reflector::store();
         let (statefulsets, statefulsets_writer) = reflector::store();
@@ -51,10 +51,10 @@ impl Caches {
             }),
         );
 
-        let raft_only = watcher::Config::default().labels(&format!("{RAFT_LABEL}=true"));
-        let statefulset_events = watcher(Api::<StatefulSet>::all(client), raft_only)
-            .default_backoff()
-            .modify(slim);
+        let statefulset_events =
+            watcher(Api::<StatefulSet>::all(client), watcher::Config::default())
+                .default_backoff()
+                .modify(slim);
         tokio::spawn(
             reflector::reflector(statefulsets_writer, statefulset_events).for_each(
                 |event| async move {

@@ -124,6 +124,7 @@ pub fn run(
             service: service.as_deref(),
             old: None,
             settings,
+            dry_run: false,
         };
         let verdict = validate(&sts, &ctx);
         report.warnings.extend(verdict.warning_messages());

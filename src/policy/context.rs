@@ -41,4 +41,7 @@ pub struct Context<'a> {
     /// The stored object on UPDATE.
     pub old: Option<&'a StatefulSet>,
     pub settings: &'a Settings,
+    /// A server-side dry run: objects applied in the same dry run are not stored, so a
+    /// missing Service may just be one that is part of the same apply.
+    pub dry_run: bool,
 }

@@ -48,11 +48,15 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
              not resolve each other's names",
             ctx.namespace
         );
-        match ctx.settings.missing_service {
-            MissingService::Deny => verdict.violations.push(format!(
+        match (ctx.dry_run, ctx.settings.missing_service) {
+            (true, _) => verdict.warnings.push(format!(
+                "{missing}; allowed in this dry run, where a Service applied alongside is not stored — a real \
+                 apply is denied unless the Service exists"
+            )),
+            (false, MissingService::Deny) => verdict.violations.push(format!(
                 "{missing} — create the headless Service (clusterIP: None) before the StatefulSet"
             )),
-            MissingService::Warn => verdict.warnings.push(format!(
+            (false, MissingService::Warn) => verdict.warnings.push(format!(
                 "{missing}; allowed because the injector runs with --missing-service=warn — the cluster \
                  cannot form until the Service exists"
             )),

@@ -2,7 +2,7 @@
 //! drive without TLS.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,7 +16,7 @@ use kube::core::DynamicObject;
 use tracing::Instrument;
 
 use super::metrics::{Metrics, Outcome};
-use crate::admission::{decide, respond, Webhook};
+use crate::admission::{decide, respond, settle, Webhook};
 use crate::cluster::Lookup;
 use crate::policy::Settings;
 
@@ -29,6 +29,8 @@ pub struct AppState {
     pub lookup: Arc<dyn Lookup>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// How long to wait for a cache to catch up (zero: decide on what is cached now).
+    pub cache_grace: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -127,6 +129,7 @@ async fn handle(
         subresource = req.sub_resource.as_deref().unwrap_or_default(),
     );
     async {
+        settle(&req, state.lookup.as_ref(), state.cache_grace).await;
         let response = respond(
             &req,
             decide(webhook, &req, state.lookup.as_ref(), &state.settings),

@@ -104,6 +104,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         lookup: Arc::new(caches) as Arc<dyn Lookup>,
         settings: Arc::new(config.settings.clone()),
         metrics: metrics.clone(),
+        cache_grace: crate::cluster::CACHE_GRACE,
     };
     let https = bind(config.addr).await?;
     let side = bind(config.metrics_addr).await?;

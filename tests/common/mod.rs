@@ -2,6 +2,8 @@
 //! objects, and one-line admission assertions.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod controlplane;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -85,15 +87,24 @@ pub fn check(sts: &StatefulSet, service: Option<&Service>, old: Option<&Stateful
             service,
             old,
             settings: &settings,
+            dry_run: false,
         },
     )
 }
 
 pub fn app(lookup: Documents) -> axum::Router {
+    app_with(Arc::new(lookup), std::time::Duration::ZERO)
+}
+
+pub fn app_with(
+    lookup: Arc<dyn raft_injector::cluster::Lookup>,
+    cache_grace: std::time::Duration,
+) -> axum::Router {
     router(AppState {
-        lookup: Arc::new(lookup),
+        lookup,
         settings: Arc::new(settings()),
         metrics: Arc::new(Metrics::default()),
+        cache_grace,
     })
 }
 
