@@ -143,7 +143,7 @@ fn every_denial_reads_well_in_kubectl_apply_and_stores_nothing() {
         );
         assert!(!ok, "{example} was admitted");
         let prefix = format!(
-            "admission webhook \"validate.raft-injector.io\" denied the request: StatefulSet {ns}/{name}: "
+            "Error from server (Forbidden): error when creating \"STDIN\": admission webhook \"validate.raft-injector.io\" denied the request: StatefulSet {ns}/{name}: "
         );
         assert!(stderr.contains(&prefix), "{example}: {stderr}");
         assert!(stderr.contains(expected), "{example}: {stderr}");

@@ -65,7 +65,10 @@ async fn uid_and_api_version_round_trip() {
 #[tokio::test]
 async fn even_replicas_are_denied_by_validate_and_left_alone_by_mutate() {
     let request = review("create-even-replicas");
-    let message = rejects(&respond(app(cluster()), "/validate", &request).await);
+    let response = respond(app(cluster()), "/validate", &request).await;
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(response["status"]["reason"], "Forbidden");
+    let message = rejects(&response);
     assert_eq!(
         message,
         "StatefulSet default/even-cluster: spec.replicas is 4; a Raft cluster of 4 tolerates no more failures \

@@ -81,9 +81,17 @@ fn with_verdict(mut response: AdmissionResponse, verdict: &Verdict) -> Admission
         response.warnings = Some(warnings);
     }
     match verdict.denial() {
-        Some(message) => response.deny(message),
+        Some(message) => forbidden(response, message),
         None => response,
     }
+}
+
+/// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: <message>`.
+fn forbidden(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut denied = response.deny(message);
+    denied.result.code = 403;
+    denied.result.reason = "Forbidden".to_owned();
+    denied
 }
 
 /// Decides one admission request. Requests that do not concern a Raft StatefulSet are
@@ -163,6 +171,9 @@ pub fn respond(
 ) -> AdmissionResponse {
     decision.unwrap_or_else(|error| {
         tracing::warn!(%error, "denying a request that could not be decided");
-        AdmissionResponse::from(req).deny(format!("raft-injector: {error}"))
+        forbidden(
+            AdmissionResponse::from(req),
+            format!("raft-injector: {error}"),
+        )
     })
 }

@@ -1,0 +1,47 @@
+# raft-injector — the two commands a newcomer needs:
+#   make demo   build everything, start a local control plane and the webhook, and show
+#               an injected etcd pod, a denial and a warning as kubectl prints them
+#   make test   every test: unit, HTTP/TLS, and end to end through a real kube-apiserver
+
+SHELL := /bin/bash
+RUN_DIR := $(CURDIR)/.run
+CONTROLPLANE := tests/controlplane/run.sh
+# The end-to-end tests reuse the control plane `make test` starts.
+export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
+
+.PHONY: all build release lint test e2e-up e2e-down demo bench clean
+
+all: build
+
+build:
+	cargo build --locked --bins
+
+release:
+	cargo build --locked --release --bins
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+# The control plane is stopped whatever the tests' outcome.
+test: lint build
+	$(CONTROLPLANE) up $(RAFT_E2E_DIR)
+	status=0; cargo test --locked --all-targets || status=$$?; \
+	  $(CONTROLPLANE) down $(RAFT_E2E_DIR); exit $$status
+
+e2e-up:
+	$(CONTROLPLANE) up $(RAFT_E2E_DIR)
+
+e2e-down:
+	$(CONTROLPLANE) down $(RAFT_E2E_DIR)
+
+demo: build
+	scripts/demo.sh $(RUN_DIR)/demo
+
+bench:
+	cargo bench --locked
+
+clean:
+	-$(CONTROLPLANE) down $(RAFT_E2E_DIR)
+	-$(CONTROLPLANE) down $(RUN_DIR)/demo
+	rm -rf $(RUN_DIR) target
