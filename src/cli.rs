@@ -47,9 +47,48 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a CA and a serving certificate (ECDSA P-256) for the webhook Service.
     Certs(CertsArgs),
+    /// The in-pod helper the webhook injects: leave (preStop), join and exec (etcd flavor).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Copy this binary into a directory (what the injected init container runs).
     #[command(hide = true)]
     Install(InstallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Remove this member from the Raft configuration if, and only if, the pod is being
+    /// scaled away (its ordinal is at or beyond the StatefulSet's spec.replicas).
+    Leave {
+        /// Give up after this many seconds; keep it below terminationGracePeriodSeconds.
+        #[arg(
+            long,
+            env = "RAFT_INJECTOR_LEAVE_TIMEOUT_SECONDS",
+            default_value_t = 25
+        )]
+        timeout_seconds: u64,
+    },
+    /// etcd: add a member beyond the bootstrap set to the running cluster before etcd starts.
+    Join {
+        /// The helper volume, where the join settings are written.
+        #[arg(long, env = "RAFT_INJECTOR_HELPER_DIR", default_value = crate::policy::names::HELPER_MOUNT_PATH)]
+        dir: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(
+            long,
+            env = "RAFT_INJECTOR_JOIN_TIMEOUT_SECONDS",
+            default_value_t = 120
+        )]
+        timeout_seconds: u64,
+    },
+    /// etcd: start COMMAND with the settings `member join` left, if any.
+    Exec {
+        /// The helper volume.
+        #[arg(long, env = "RAFT_INJECTOR_HELPER_DIR", default_value = crate::policy::names::HELPER_MOUNT_PATH)]
+        dir: PathBuf,
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The rule settings shared by `serve`, `inject` and `validate`.

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod install;
+pub mod member;
 pub mod offline;
 pub mod policy;
 pub mod server;

@@ -4,10 +4,11 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use raft_injector::cli::{Cli, Command, LogFormat};
+use raft_injector::cli::{Cli, Command, LogFormat, MemberCommand};
 use raft_injector::offline::{self, Input, Report};
 use raft_injector::policy::Settings;
 
@@ -112,11 +113,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Member(member) => member_command(member),
         Command::Install(args) => {
             let target = raft_injector::install::install(&args.to)?;
             eprintln!("installed {}", target.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
+    use raft_injector::member::{etcd::Gateway, exec, join, leave, MemberEnv};
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    match command {
+        MemberCommand::Leave { timeout_seconds } => {
+            let outcome = runtime()?.block_on(leave::run(Duration::from_secs(timeout_seconds)))?;
+            tracing::info!("member leave: {outcome}");
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Join {
+            dir,
+            timeout_seconds,
+        } => {
+            let env = MemberEnv::from_process_env()?;
+            let outcome = runtime()?.block_on(join::join(
+                &env,
+                &Gateway::default(),
+                &dir,
+                Duration::from_secs(timeout_seconds),
+            ))?;
+            tracing::info!(?outcome, "member join");
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Exec { dir, command } => Err(exec::exec(&dir, &command).into()),
     }
 }
 

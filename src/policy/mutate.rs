@@ -41,6 +41,60 @@ pub fn leave_command() -> Vec<String> {
     ]
 }
 
+/// The prefix the etcd flavor puts before the container's command.
+pub fn exec_prefix() -> Vec<String> {
+    [HELPER_BINARY, "member", "exec", "--"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The etcd flavor's init container: the helper, run from the shared volume inside the
+/// etcd image with etcd's own user, env and data volume, adds a scaled-up member to the
+/// cluster before etcd starts.
+fn join_init_container(target: &Container, env: Vec<EnvVar>) -> Container {
+    let mut mounts: Vec<VolumeMount> = target
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.name != HELPER_VOLUME)
+        .cloned()
+        .collect();
+    mounts.push(VolumeMount {
+        read_only: None,
+        ..helper_mount()
+    });
+    Container {
+        name: JOIN_INIT_CONTAINER.to_owned(),
+        image: target.image.clone(),
+        image_pull_policy: target.image_pull_policy.clone(),
+        command: Some(
+            [HELPER_BINARY, "member", "join"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        env: Some(env),
+        volume_mounts: Some(mounts),
+        security_context: target.security_context.clone(),
+        ..Container::default()
+    }
+}
+
+/// The target's command behind `member exec --`, or `None` when it is wrapped already.
+fn wrapped_command(target: &Container) -> Option<Vec<String>> {
+    let prefix = exec_prefix();
+    let command = target.command.clone().unwrap_or_default();
+    if command.starts_with(&prefix) {
+        return None;
+    }
+    // With neither command nor args the image's own entrypoint runs: etcd's images
+    // start etcd from this path. With args only, the first arg is the program.
+    let rest = match (command.is_empty(), target.args.is_some()) {
+        (true, false) => vec![ETCD_DEFAULT_COMMAND.to_owned()],
+        _ => command,
+    };
+    Some(prefix.into_iter().chain(rest).collect())
+}
+
 /// Whether a preStop hook is the one the injector adds.
 pub fn is_injected_pre_stop(hook: &LifecycleHandler) -> bool {
     hook.exec
@@ -198,6 +252,33 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
             ops.push(add(pod_path(&["initContainers", "-"]), &init));
         }
         Some(_) => {}
+    }
+
+    // etcd: join on scale-up, and start etcd through `member exec`.
+    if r.flavor == super::flavor::Flavor::Etcd {
+        let mut final_env = target.env.clone().unwrap_or_default();
+        final_env.extend(
+            desired
+                .iter()
+                .filter(|d| !final_env.iter().any(|e| e.name == d.name))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let join = join_init_container(target, final_env);
+        let inits = pod.and_then(|p| p.init_containers.as_ref());
+        match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
+            None => ops.push(add(pod_path(&["initContainers", "-"]), &join)),
+            Some(i) if refresh && inits.is_some_and(|list| list[i] != join) => {
+                ops.push(PatchOperation::Replace(ReplaceOperation {
+                    path: pod_path(&["initContainers", &i.to_string()]),
+                    value: to_value(&join),
+                }));
+            }
+            Some(_) => {}
+        }
+        if let Some(command) = wrapped_command(target) {
+            ops.push(add(container_path(&["command"]), command));
+        }
     }
 
     // preStop: only when the container has none of its own.

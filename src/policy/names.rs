@@ -22,6 +22,10 @@ pub const HELPER_VOLUME: &str = "raft-injector";
 pub const HELPER_MOUNT_PATH: &str = "/raft-injector";
 /// Name of the init container that copies the helper binary into the volume.
 pub const HELPER_INIT_CONTAINER: &str = "raft-injector";
+/// Name of the etcd flavor's init container that adds a scaled-up member to the cluster.
+pub const JOIN_INIT_CONTAINER: &str = "raft-injector-join";
+/// What the etcd flavor runs when the container names no command (the etcd images' own).
+pub const ETCD_DEFAULT_COMMAND: &str = "/usr/local/bin/etcd";
 /// Path of the helper binary inside the helper image.
 pub const HELPER_IMAGE_BINARY: &str = "/usr/local/bin/raft-injector";
 /// Path of the helper binary inside the target container.

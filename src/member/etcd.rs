@@ -1,0 +1,216 @@
+//! A small client for etcd's v3 JSON gateway (`/v3/...` on the client port), so member
+//! changes need no `etcdctl` in the image. The gateway encodes 64-bit ids as strings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Every call is bounded; a peer that does not answer in time is skipped.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("{endpoint}: {source}")]
+    Http {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{endpoint}: etcd answered {status}: {message}")]
+    Refused {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+}
+
+impl EtcdError {
+    /// etcd's answer when the member is not (or no longer) in the cluster.
+    pub fn is_member_not_found(&self) -> bool {
+        matches!(self, EtcdError::Refused { message, .. } if message.contains("member not found"))
+    }
+}
+
+/// One member as the gateway lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Member {
+    #[serde(rename = "ID", with = "id_string")]
+    pub id: u64,
+    /// Empty until the member has started and published its name.
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+impl Member {
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
+}
+
+mod id_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(n),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct MemberAdd {
+    member: Member,
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+/// Talks to one etcd client URL at a time.
+#[derive(Clone)]
+pub struct Gateway {
+    http: reqwest::Client,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            http: reqwest::Client::builder()
+                .timeout(CALL_TIMEOUT)
+                .connect_timeout(CALL_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Gateway {
+    async fn call(&self, endpoint: &str, path: &str, body: Value) -> Result<Value, EtcdError> {
+        let url = format!("{}{path}", endpoint.trim_end_matches('/'));
+        let http = |source| EtcdError::Http {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let response = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(http)?;
+        let status = response.status();
+        let value: Value = response.json().await.map_err(http)?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let message = value["message"]
+                .as_str()
+                .or_else(|| value["error"].as_str())
+                .unwrap_or("no message")
+                .to_owned();
+            Err(EtcdError::Refused {
+                endpoint: endpoint.to_owned(),
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        endpoint: &str,
+        value: Value,
+    ) -> Result<T, EtcdError> {
+        serde_json::from_value(value).map_err(|e| EtcdError::Refused {
+            endpoint: endpoint.to_owned(),
+            status: 200,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// The member list; `linearizable` asks the leader (fails without a quorum) instead of
+    /// the answering member's own view.
+    pub async fn member_list(
+        &self,
+        endpoint: &str,
+        linearizable: bool,
+    ) -> Result<Vec<Member>, EtcdError> {
+        let value = self
+            .call(
+                endpoint,
+                "/v3/cluster/member/list",
+                json!({"linearizable": linearizable}),
+            )
+            .await?;
+        Ok(Self::decode::<MemberList>(endpoint, value)?.members)
+    }
+
+    pub async fn member_remove(&self, endpoint: &str, id: u64) -> Result<(), EtcdError> {
+        self.call(
+            endpoint,
+            "/v3/cluster/member/remove",
+            json!({"ID": id.to_string()}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Adds a voting member; returns it and the whole new member list.
+    pub async fn member_add(
+        &self,
+        endpoint: &str,
+        peer_urls: &[String],
+    ) -> Result<(Member, Vec<Member>), EtcdError> {
+        let value = self
+            .call(
+                endpoint,
+                "/v3/cluster/member/add",
+                json!({"peerURLs": peer_urls}),
+            )
+            .await?;
+        let added: MemberAdd = Self::decode(endpoint, value)?;
+        Ok((added.member, added.members))
+    }
+
+    /// Whether the member behind `endpoint` answers its status call.
+    pub async fn is_healthy(&self, endpoint: &str) -> bool {
+        self.call(endpoint, "/v3/maintenance/status", json!({}))
+            .await
+            .is_ok()
+    }
+}
+
+/// Votes needed for a quorum among `voters` members.
+pub fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// The host of a URL like `http://host:port`.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}

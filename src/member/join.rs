@@ -1,0 +1,187 @@
+//! `raft-injector member join`, the etcd flavor's init container.
+//!
+//! The pod template is frozen to the bootstrap peer list, so a member beyond it (scale-up)
+//! must add itself to the running cluster and start etcd with `--initial-cluster-state
+//! existing` and the current member list. `join` does the member add and writes those two
+//! settings to a file in the helper volume; `member exec` applies them when etcd starts.
+//!
+//! A plain voting `member add` is used rather than a learner: promotion needs a process that
+//! watches the learner catch up, and the init container is gone before etcd starts. With
+//! scale steps of at most two members, the added members never outnumber the quorum
+//! margin, and etcd's strict reconfiguration check refuses an add that would lose quorum.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::etcd::{host_of, Gateway, Member};
+use super::leave::{is_self, list_from_any, remove_member};
+use super::{EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
+
+/// What `join` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A bootstrap member on first start: the injected settings already describe it.
+    Bootstrap,
+    /// The data directory holds this member's data; etcd resumes from it.
+    HasData,
+    /// Added to the running cluster (or found already added); settings written.
+    Joined { initial_cluster: String },
+}
+
+fn data_present(etcd: &EtcdEnv) -> bool {
+    etcd.data_dir.join("member").join("wal").is_dir()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MemberError + '_ {
+    move |source| MemberError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Moves the data of a member that was removed from the cluster out of etcd's way,
+/// keeping it for an operator rather than deleting it.
+fn set_stale_data_aside(etcd: &EtcdEnv) -> Result<PathBuf, MemberError> {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let from = etcd.data_dir.join("member");
+    let to = etcd.data_dir.join(format!("member.removed-{seconds}"));
+    std::fs::rename(&from, &to).map_err(io(&from))?;
+    Ok(to)
+}
+
+/// `name=peerURL,...` for etcd's `--initial-cluster`, naming members that have not
+/// started yet after their host's first label (their pod name).
+fn initial_cluster(members: &[Member], env: &MemberEnv) -> String {
+    let mut entries: Vec<String> = members
+        .iter()
+        .flat_map(|m| {
+            let name = if is_self(m, env) {
+                env.pod_name.clone()
+            } else if m.is_started() {
+                m.name.clone()
+            } else {
+                m.peer_urls
+                    .first()
+                    .map(|u| host_of(u).split('.').next().unwrap_or_default().to_owned())
+                    .unwrap_or_default()
+            };
+            m.peer_urls.iter().map(move |u| format!("{name}={u}"))
+        })
+        .collect();
+    entries.sort();
+    entries.join(",")
+}
+
+fn write_settings(dir: &Path, initial_cluster: &str) -> Result<(), MemberError> {
+    let path = dir.join(JOIN_ENV_FILE);
+    let partial = dir.join(format!(".{JOIN_ENV_FILE}.partial"));
+    let text =
+        format!("ETCD_INITIAL_CLUSTER={initial_cluster}\nETCD_INITIAL_CLUSTER_STATE=existing\n");
+    std::fs::write(&partial, text).map_err(io(&partial))?;
+    std::fs::rename(&partial, &path).map_err(io(&path))
+}
+
+/// Runs the join decision for this pod, retrying cluster calls for at most `budget`.
+pub async fn join(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    dir: &Path,
+    budget: Duration,
+) -> Result<JoinOutcome, MemberError> {
+    let Some(etcd) = &env.etcd else {
+        return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
+    };
+    let endpoints: Vec<String> = env
+        .other_peer_hosts()
+        .into_iter()
+        .map(|host| format!("http://{host}:{}", etcd.client_port))
+        .collect();
+    let bootstrap_member = env.ordinal < env.bootstrap_size;
+
+    if data_present(etcd) {
+        // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
+        // volume)? Then its data would make etcd refuse to start: set it aside and join anew.
+        match list_from_any(gateway, &endpoints, false).await {
+            Ok(members) if !members.iter().any(|m| is_self(m, env)) => {
+                let aside = set_stale_data_aside(etcd)?;
+                tracing::warn!(
+                    member = %env.pod_name,
+                    moved_to = %aside.display(),
+                    "this member was removed from the cluster; its old data is set aside and it joins again"
+                );
+            }
+            Ok(_) => return Ok(JoinOutcome::HasData),
+            Err(error) => {
+                tracing::info!(%error, "cluster not reachable; starting from the existing data");
+                return Ok(JoinOutcome::HasData);
+            }
+        }
+    } else if bootstrap_member {
+        // First start of a bootstrap member, unless the cluster already knows it as started:
+        // then this member lost its data and must be replaced.
+        match list_from_any(gateway, &endpoints, false).await {
+            Ok(members) if members.iter().any(|m| is_self(m, env) && m.is_started()) => {
+                tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
+            }
+            _ => return Ok(JoinOutcome::Bootstrap),
+        }
+    }
+
+    let deadline = Instant::now() + budget;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match join_once(env, etcd, gateway, &endpoints).await {
+            Ok(initial_cluster) => {
+                write_settings(dir, &initial_cluster)?;
+                tracing::info!(member = %env.pod_name, %initial_cluster, "joined the running cluster");
+                return Ok(JoinOutcome::Joined { initial_cluster });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "join not done yet; retrying");
+                last = error.to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(MemberError::Deadline(budget, last))
+}
+
+async fn join_once(
+    env: &MemberEnv,
+    etcd: &EtcdEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+) -> Result<String, MemberError> {
+    let members = list_from_any(gateway, endpoints, true).await?;
+    match members.iter().find(|m| is_self(m, env)) {
+        // Added by an earlier attempt that did not get to start etcd: reuse it.
+        Some(me) if !me.is_started() => return Ok(initial_cluster(&members, env)),
+        // Known as started, but this pod has no data: replace the old identity.
+        Some(me) => {
+            let removal = remove_member(gateway, me, &members, endpoints).await?;
+            tracing::info!(
+                id = me.id,
+                ?removal,
+                "replaced the stale identity of this member"
+            );
+        }
+        None => {}
+    }
+    let mut last = String::new();
+    for endpoint in endpoints {
+        match gateway
+            .member_add(endpoint, std::slice::from_ref(&etcd.peer_url))
+            .await
+        {
+            Ok((_, members)) => return Ok(initial_cluster(&members, env)),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(MemberError::Unreachable {
+        tried: endpoints.join(", "),
+        last,
+    })
+}

@@ -1,0 +1,244 @@
+//! `raft-injector member leave`, the injected preStop hook.
+//!
+//! A pod stops for many reasons: rolling update, eviction, node drain, restart, scale-down.
+//! Only the last one should change the Raft configuration. The StatefulSet's current
+//! `spec.replicas` tells them apart: a pod whose ordinal is at or beyond it is going away
+//! for good. Anything uncertain keeps the membership, because removing a member that comes
+//! back costs a full re-sync, while keeping one that left costs a quorum slot until an
+//! operator removes it.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use super::etcd::{host_of, quorum, Gateway, Member};
+use super::{MemberEnv, MemberError};
+
+/// What `leave` decided before touching the Raft configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep the membership, and why.
+    Keep(String),
+    /// This pod is being scaled away.
+    Remove { replicas: i32 },
+}
+
+/// Decides from the StatefulSet as the API server returned it (or failed to).
+pub fn decide(ordinal: i32, statefulset: Result<Option<StatefulSet>, String>) -> Decision {
+    let sts = match statefulset {
+        Err(error) => {
+            return Decision::Keep(format!(
+                "cannot read the StatefulSet ({error}); keeping the membership, as a restart would"
+            ))
+        }
+        Ok(None) => {
+            return Decision::Keep("the StatefulSet is gone; keeping the membership".to_owned())
+        }
+        Ok(Some(sts)) => sts,
+    };
+    if sts.metadata.deletion_timestamp.is_some() {
+        return Decision::Keep(
+            "the StatefulSet is being deleted; keeping the membership".to_owned(),
+        );
+    }
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    if replicas == 0 {
+        return Decision::Keep(
+            "spec.replicas is 0: the whole cluster is stopping and must come back intact; keeping the membership"
+                .to_owned(),
+        );
+    }
+    if ordinal < replicas {
+        return Decision::Keep(format!(
+            "ordinal {ordinal} is below spec.replicas {replicas}: a restart, update or eviction; keeping the membership"
+        ));
+    }
+    Decision::Remove { replicas }
+}
+
+/// Reads the StatefulSet with the pod's credentials (in-cluster, or KUBECONFIG).
+pub async fn read_statefulset(
+    env: &MemberEnv,
+    timeout: Duration,
+) -> Result<Option<StatefulSet>, String> {
+    let read = async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| e.to_string())?;
+        kube::Api::<StatefulSet>::namespaced(client, &env.namespace)
+            .get_opt(&env.statefulset)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| format!("no answer from the Kubernetes API within {timeout:?}"))?
+}
+
+/// How a removal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Not in the configuration (an earlier attempt, or an operator, removed it).
+    AlreadyGone,
+}
+
+pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
+    member.name == env.pod_name || member.peer_urls.iter().any(|u| host_of(u) == env.id)
+}
+
+/// Removes this etcd member through any member that answers, checking first that the
+/// remaining voting members keep a quorum. Retries for at most `budget`.
+pub async fn remove_etcd(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    budget: Duration,
+) -> Result<Removal, MemberError> {
+    let deadline = Instant::now() + budget;
+    let Some(etcd) = &env.etcd else {
+        return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
+    };
+    // Ourselves first (still running during preStop), then the bootstrap members.
+    let mut endpoints = vec![etcd.client_url.clone()];
+    endpoints.extend(
+        env.other_peer_hosts()
+            .into_iter()
+            .map(|host| format!("http://{host}:{}", etcd.client_port)),
+    );
+
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match remove_once(env, gateway, &endpoints).await {
+            Ok(removal) => return Ok(removal),
+            Err(error) => {
+                tracing::warn!(%error, "member removal not done yet; retrying");
+                last = error.to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(MemberError::Deadline(budget, last))
+}
+
+pub(crate) async fn list_from_any(
+    gateway: &Gateway,
+    endpoints: &[String],
+    linearizable: bool,
+) -> Result<Vec<Member>, MemberError> {
+    let mut last = String::new();
+    for endpoint in endpoints {
+        match gateway.member_list(endpoint, linearizable).await {
+            Ok(members) => return Ok(members),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(MemberError::Unreachable {
+        tried: endpoints.join(", "),
+        last,
+    })
+}
+
+async fn remove_once(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+) -> Result<Removal, MemberError> {
+    let members = list_from_any(gateway, endpoints, true).await?;
+    let Some(me) = members.iter().find(|m| is_self(m, env)) else {
+        tracing::info!(member = %env.pod_name, "not in the member list; nothing to remove");
+        return Ok(Removal::AlreadyGone);
+    };
+    remove_member(gateway, me, &members, endpoints).await
+}
+
+/// Removes `me` from `members` through any member that answers, after checking that the
+/// remaining voting members keep a quorum.
+pub(crate) async fn remove_member(
+    gateway: &Gateway,
+    me: &Member,
+    members: &[Member],
+    fallback: &[String],
+) -> Result<Removal, MemberError> {
+    let others: Vec<&Member> = members.iter().filter(|m| m.id != me.id).collect();
+    if !me.is_learner {
+        let voters: Vec<&&Member> = others.iter().filter(|m| !m.is_learner).collect();
+        let mut healthy = 0;
+        for member in &voters {
+            for url in &member.client_urls {
+                if gateway.is_healthy(url).await {
+                    healthy += 1;
+                    break;
+                }
+            }
+        }
+        let needed = quorum(voters.len());
+        if healthy < needed {
+            return Err(MemberError::QuorumAtRisk {
+                healthy,
+                remaining: voters.len(),
+                needed,
+            });
+        }
+    }
+    // Through another member first: a member asked to remove itself stops serving at once.
+    let mut through: Vec<String> = others.iter().flat_map(|m| m.client_urls.clone()).collect();
+    through.extend(fallback.iter().cloned());
+    let mut last = String::new();
+    for endpoint in &through {
+        match gateway.member_remove(endpoint, me.id).await {
+            Ok(()) => {
+                tracing::info!(member = %me.name, id = me.id, via = %endpoint, "removed from the etcd cluster");
+                return Ok(Removal::Removed);
+            }
+            Err(error) if error.is_member_not_found() => return Ok(Removal::AlreadyGone),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(MemberError::Unreachable {
+        tried: through.join(", "),
+        last,
+    })
+}
+
+/// Reads the StatefulSet, decides, and removes this member when it is being scaled away.
+/// Returns a sentence for the log.
+pub async fn run(budget: Duration) -> Result<String, MemberError> {
+    let started = Instant::now();
+    let env = MemberEnv::from_process_env()?;
+    let statefulset = read_statefulset(&env, Duration::from_secs(5).min(budget)).await;
+    let leave_url = statefulset
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .and_then(|sts| sts.metadata.annotations.as_ref())
+        .and_then(|a| a.get(crate::policy::names::LEAVE_URL_ANNOTATION))
+        .cloned();
+    let replicas = match decide(env.ordinal, statefulset) {
+        Decision::Keep(why) => return Ok(why),
+        Decision::Remove { replicas } => replicas,
+    };
+    tracing::info!(
+        member = %env.pod_name,
+        ordinal = env.ordinal,
+        replicas,
+        "scaled away: removing this member from the Raft configuration"
+    );
+    let remaining = budget.saturating_sub(started.elapsed());
+    let removal = match (&env.etcd, leave_url) {
+        (Some(_), _) => remove_etcd(&env, &Gateway::default(), remaining).await?,
+        (None, Some(url)) => {
+            super::generic::remove_generic(&env, &super::generic::LeaveUrl::parse(&url), remaining)
+                .await?
+        }
+        (None, None) => return Err(MemberError::NoLeaveUrl),
+    };
+    Ok(match removal {
+        Removal::Removed => format!(
+            "removed {} (ordinal {} >= spec.replicas {replicas}) in {:?}",
+            env.pod_name,
+            env.ordinal,
+            started.elapsed()
+        ),
+        Removal::AlreadyGone => format!("{} was already removed", env.pod_name),
+    })
+}

@@ -1,0 +1,171 @@
+//! The in-pod helper (SPEC §5): `member leave` (preStop) removes this member from the Raft
+//! configuration only when the pod is being scaled away; `member join` (etcd init
+//! container) adds a member beyond the bootstrap set to the running cluster; `member exec`
+//! starts etcd with what `join` decided.
+
+pub mod etcd;
+pub mod exec;
+pub mod generic;
+pub mod join;
+pub mod leave;
+
+use std::path::PathBuf;
+
+/// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
+pub const JOIN_ENV_FILE: &str = "etcd-join.env";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error("env var {0} is not set; is this running in a pod injected by raft-injector?")]
+    MissingEnv(&'static str),
+    #[error("env var {name} is {value:?}: {why}")]
+    BadEnv {
+        name: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("no etcd member answered ({tried}); last error: {last}")]
+    Unreachable { tried: String, last: String },
+    #[error(
+        "removing this member would leave {healthy} healthy of the {remaining} remaining voting members, below \
+         the quorum of {needed}; not removing — bring the other members back first"
+    )]
+    QuorumAtRisk {
+        healthy: usize,
+        remaining: usize,
+        needed: usize,
+    },
+    #[error("gave up after {0:?}: {1}")]
+    Deadline(std::time::Duration, String),
+    #[error("the leave URL answered {status}: {body}")]
+    LeaveRefused { status: u16, body: String },
+    #[error("annotation raft-injector.io/leave-url is not set, so a generic-flavor member cannot remove itself")]
+    NoLeaveUrl,
+    #[error("{0}")]
+    Etcd(#[from] etcd::EtcdError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the injected env vars say about this member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberEnv {
+    pub pod_name: String,
+    pub namespace: String,
+    pub statefulset: String,
+    pub ordinal: i32,
+    /// Stable DNS name of this member (`RAFT_ID`).
+    pub id: String,
+    pub address: String,
+    pub bootstrap_size: i32,
+    /// `host:port` of each bootstrap member.
+    pub peers: Vec<String>,
+    /// etcd flavor only.
+    pub etcd: Option<EtcdEnv>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdEnv {
+    /// `http://<RAFT_ID>:<client port>`.
+    pub client_url: String,
+    pub peer_url: String,
+    pub client_port: String,
+    pub data_dir: PathBuf,
+}
+
+impl MemberEnv {
+    /// Reads the env vars the webhook injected (and kubelet expanded).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<MemberEnv, MemberError> {
+        let need = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(MemberError::MissingEnv(name))
+        };
+        let pod_name = need("POD_NAME")?;
+        let ordinal_text = get("RAFT_ORDINAL")
+            .filter(|v| !v.is_empty())
+            .or_else(|| pod_name.rsplit_once('-').map(|(_, o)| o.to_owned()))
+            .unwrap_or_default();
+        let ordinal: i32 = ordinal_text.parse().map_err(|_| MemberError::BadEnv {
+            name: "RAFT_ORDINAL",
+            value: ordinal_text.clone(),
+            why: "not a pod ordinal",
+        })?;
+        let statefulset = pod_name
+            .strip_suffix(&format!("-{ordinal}"))
+            .ok_or(MemberError::BadEnv {
+                name: "POD_NAME",
+                value: pod_name.clone(),
+                why: "does not end in -<ordinal> like a StatefulSet pod",
+            })?
+            .to_owned();
+        let size_text = need("RAFT_CLUSTER_SIZE")?;
+        let bootstrap_size = size_text.parse().map_err(|_| MemberError::BadEnv {
+            name: "RAFT_CLUSTER_SIZE",
+            value: size_text.clone(),
+            why: "not a number",
+        })?;
+        let peers = need("RAFT_PEERS")?
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let etcd = match get("ETCD_ADVERTISE_CLIENT_URLS").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(urls) => {
+                let client_url = urls.split(',').next().unwrap_or_default().to_owned();
+                let client_port = client_url
+                    .rsplit_once(':')
+                    .map(|(_, p)| p.to_owned())
+                    .unwrap_or_default();
+                let peer_url = need("ETCD_INITIAL_ADVERTISE_PEER_URLS")?
+                    .split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let data_dir = get("ETCD_DATA_DIR")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| format!("{pod_name}.etcd"))
+                    .into();
+                Some(EtcdEnv {
+                    client_url,
+                    peer_url,
+                    client_port,
+                    data_dir,
+                })
+            }
+        };
+        Ok(MemberEnv {
+            namespace: need("POD_NAMESPACE")?,
+            id: need("RAFT_ID")?,
+            address: get("RAFT_ADDRESS").unwrap_or_default(),
+            pod_name,
+            statefulset,
+            ordinal,
+            bootstrap_size,
+            peers,
+            etcd,
+        })
+    }
+
+    pub fn from_process_env() -> Result<MemberEnv, MemberError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Hosts of the bootstrap members other than this one.
+    pub fn other_peer_hosts(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .map(|p| {
+                p.rsplit_once(':')
+                    .map_or(p.as_str(), |(host, _)| host)
+                    .to_owned()
+            })
+            .filter(|host| *host != self.id)
+            .collect()
+    }
+}
