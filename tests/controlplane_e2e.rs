@@ -4,39 +4,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::controlplane::{
-    control_plane, eventually, file, get, namespace, run, ControlPlane, Webhook,
-};
+use common::controlplane::{eventually, file, get, namespace, run, with_webhook, ControlPlane};
 use serde_json::Value;
 
-/// The control plane with this binary's webhook registered and taking effect.
 fn cluster() -> &'static ControlPlane {
-    static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
-    let plane = control_plane();
-    WEBHOOK.get_or_init(|| {
-        let webhook = Webhook::start(plane, "e2e");
-        webhook.register(plane);
-        // The API server picks up new webhook configurations asynchronously: wait until an
-        // even-replica Raft StatefulSet is denied in a dry run.
-        let ns = namespace(plane, "warmup", true);
-        let active = eventually(30, || {
-            let (ok, _, stderr) = apply(
-                plane,
-                &ns,
-                &common::read("examples/denied-even-replicas.yaml"),
-                &["--dry-run=server"],
-            );
-            (!ok && stderr.contains("validate.raft-injector.io")).then_some(())
-        });
-        assert!(
-            active.is_some(),
-            "the webhook configuration never took effect"
-        );
-        webhook
-    });
-    plane
+    with_webhook("e2e")
 }
 
 fn apply(plane: &ControlPlane, ns: &str, manifest: &str, extra: &[&str]) -> (bool, String, String) {

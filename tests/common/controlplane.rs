@@ -179,6 +179,34 @@ impl Drop for Webhook {
     }
 }
 
+/// The control plane with one webhook per test binary registered and taking effect.
+pub fn with_webhook(name: &str) -> &'static ControlPlane {
+    static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
+    let plane = control_plane();
+    WEBHOOK.get_or_init(|| {
+        let webhook = Webhook::start(plane, name);
+        webhook.register(plane);
+        // The API server picks up webhook configurations asynchronously: wait until an
+        // even-replica Raft StatefulSet is denied in a dry run.
+        let ns = namespace(plane, "warmup", true);
+        let probe = super::read("examples/denied-even-replicas.yaml");
+        let active = eventually(30, || {
+            let (ok, _, stderr) = run(
+                plane,
+                &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
+                Some(&probe),
+            );
+            (!ok && stderr.contains("validate.raft-injector.io")).then_some(())
+        });
+        assert!(
+            active.is_some(),
+            "the webhook configuration never took effect"
+        );
+        webhook
+    });
+    plane
+}
+
 /// Runs kubectl against the control plane, optionally feeding stdin.
 pub fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new("kubectl")
@@ -248,7 +276,7 @@ pub fn file(relative: &str) -> String {
     root().join(relative).display().to_string()
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
