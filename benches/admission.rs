@@ -1,0 +1,142 @@
+//! Prints how long admission takes and how much it allocates: the pure rules, and a full
+//! AdmissionReview through the axum router (JSON in, JSON out). Run with `make bench`.
+//! Numbers, not assertions: the machines these run on are shared and noisy.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use raft_injector::cluster::documents::Documents;
+use raft_injector::policy::{mutate, validate, Context, Settings};
+use raft_injector::server::app::{router, AppState};
+use raft_injector::server::metrics::Metrics;
+use tower::ServiceExt;
+
+/// Counts bytes allocated, to report allocation per request.
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwards to the system allocator with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above with the same layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn docs(path: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("example");
+    raft_injector::offline::documents::parse(path, &text)
+        .expect("parses")
+        .into_iter()
+        .filter_map(|d| d.value)
+        .collect()
+}
+
+fn report(name: &str, iterations: u32, elapsed: Duration, allocated: usize) {
+    let per = elapsed / iterations;
+    println!(
+        "{name:<38} {:>9.1} µs/op {:>10.0} ops/s {:>9} bytes allocated/op",
+        per.as_secs_f64() * 1e6,
+        f64::from(iterations) / elapsed.as_secs_f64(),
+        allocated / iterations as usize
+    );
+}
+
+fn measure(name: &str, iterations: u32, mut f: impl FnMut()) {
+    for _ in 0..iterations / 10 {
+        f(); // warm-up
+    }
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let started = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    report(
+        name,
+        iterations,
+        started.elapsed(),
+        ALLOCATED.load(Ordering::Relaxed) - before,
+    );
+}
+
+fn main() {
+    let all = docs("examples/etcd.yaml");
+    let sts: StatefulSet = serde_json::from_value(
+        all.iter()
+            .find(|d| d["kind"] == "StatefulSet")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let svc: Service =
+        serde_json::from_value(all.iter().find(|d| d["kind"] == "Service").unwrap().clone())
+            .unwrap();
+    let settings = Settings::default();
+    let ctx = Context {
+        namespace: "default",
+        service: Some(&svc),
+        old: None,
+        settings: &settings,
+        dry_run: false,
+    };
+
+    measure("validate (etcd example)", 20_000, || {
+        std::hint::black_box(validate(&sts, &ctx));
+    });
+    measure("mutate (etcd example)", 20_000, || {
+        std::hint::black_box(mutate(&sts, &ctx).unwrap());
+    });
+
+    let lookup = Documents {
+        default_namespace: "default".into(),
+        services: vec![Arc::new(svc.clone())],
+        statefulsets: vec![Arc::new(sts.clone())],
+    };
+    let app = router(AppState {
+        lookup: Arc::new(lookup),
+        settings: Arc::new(settings.clone()),
+        metrics: Arc::new(Metrics::default()),
+        cache_grace: Duration::ZERO,
+    });
+    let review = std::fs::read_to_string("tests/data/create-etcd.json").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for path in ["/mutate", "/validate"] {
+        measure(
+            &format!("HTTP {path} (AdmissionReview JSON)"),
+            5_000,
+            || {
+                runtime.block_on(async {
+                    let response = app
+                        .clone()
+                        .oneshot(
+                            Request::post(path)
+                                .body(Body::from(review.clone()))
+                                .unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                    std::hint::black_box(response.into_body().collect().await.unwrap());
+                });
+            },
+        );
+    }
+    println!("request body: {} bytes", review.len());
+}
