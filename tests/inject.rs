@@ -29,11 +29,15 @@ fn mutate_with(
     .expect("resolvable")
 }
 
+/// `sts` with `patch` applied, as the API server would store it.
+fn patched(sts: &StatefulSet, patch: &Patch) -> StatefulSet {
+    let value = apply(&serde_json::to_value(sts).unwrap(), patch);
+    serde_json::from_value(value).expect("the patched object is a StatefulSet")
+}
+
 /// Injects `sts` and returns the injected object.
 fn injected(sts: &StatefulSet, svc: Option<&Service>) -> StatefulSet {
-    let patch = mutate_with(sts, svc, None, &settings());
-    let value = apply(&serde_json::to_value(sts).unwrap(), &patch);
-    serde_json::from_value(value).expect("injected object is a StatefulSet")
+    patched(sts, &mutate_with(sts, svc, None, &settings()))
 }
 
 fn etcd() -> (StatefulSet, Service) {
@@ -174,8 +178,7 @@ fn bootstrap_size_survives_a_server_side_apply_that_drops_the_status() {
     let mut reapplied = sts.clone();
     reapplied.spec.as_mut().unwrap().replicas = Some(5);
     let patch = mutate_with(&reapplied, Some(&svc), Some(&stored), &settings());
-    let result: StatefulSet =
-        serde_json::from_value(apply(&serde_json::to_value(&reapplied).unwrap(), &patch)).unwrap();
+    let result: StatefulSet = patched(&reapplied, &patch);
     assert_eq!(
         template(&result),
         template(&stored),
@@ -267,11 +270,7 @@ fn cluster_domain_comes_from_annotation_then_flag() {
         cluster_domain: "corp.internal".to_owned(),
         ..settings()
     };
-    let with_flag: StatefulSet = serde_json::from_value(apply(
-        &serde_json::to_value(&sts).unwrap(),
-        &mutate_with(&sts, Some(&svc), None, &settings),
-    ))
-    .unwrap();
+    let with_flag: StatefulSet = patched(&sts, &mutate_with(&sts, Some(&svc), None, &settings));
     assert_eq!(
         value_of(&with_flag, 0, "RAFT_CLUSTER_DOMAIN").as_deref(),
         Some("corp.internal")
@@ -547,8 +546,7 @@ fn a_cluster_created_stopped_gets_its_peer_list_on_first_start() {
     let mut started = stopped.clone();
     started.spec.as_mut().unwrap().replicas = Some(3);
     let patch = mutate_with(&started, Some(&svc), Some(&stopped), &settings());
-    let started: StatefulSet =
-        serde_json::from_value(apply(&serde_json::to_value(&started).unwrap(), &patch)).unwrap();
+    let started: StatefulSet = patched(&started, &patch);
     assert_eq!(
         value_of(&started, 0, "RAFT_CLUSTER_SIZE").as_deref(),
         Some("3")

@@ -378,8 +378,8 @@ impl Cluster {
         })
     }
 
-    fn put(&self, i: usize, key: &str, value: &str) {
-        let body = json!({"key": base64(key.as_bytes()), "value": base64(value.as_bytes())});
+    /// POSTs `body` to member `i`'s JSON gateway at `path`.
+    fn kv(&self, i: usize, path: &str, body: Value) -> Value {
         let out = Command::new("curl")
             .args([
                 "-sf",
@@ -390,31 +390,23 @@ impl Cluster {
                 "-d",
                 &body.to_string(),
             ])
-            .arg(format!("{}/v3/kv/put", self.url(i)))
+            .arg(format!("{}{path}", self.url(i)))
             .output()
             .unwrap();
-        assert!(out.status.success(), "put {key} via member {i}");
+        assert!(out.status.success(), "{path} via member {i}");
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// Every `key-N` written so far, read (linearizably) from member `i`.
+    fn put(&self, i: usize, key: &str, value: &str) {
+        let body = json!({"key": base64(key.as_bytes()), "value": base64(value.as_bytes())});
+        self.kv(i, "/v3/kv/put", body);
+    }
+
+    /// How many `key-N` keys member `i` serves (a linearizable read).
     fn read_all(&self, i: usize) -> usize {
         let body =
             json!({"key": base64(b"key-"), "range_end": base64(b"key."), "count_only": true});
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "5",
-                "-X",
-                "POST",
-                "-d",
-                &body.to_string(),
-            ])
-            .arg(format!("{}/v3/kv/range", self.url(i)))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "range via member {i}");
-        let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let value = self.kv(i, "/v3/kv/range", body);
         value["count"].as_str().unwrap_or("0").parse().unwrap()
     }
 

@@ -159,3 +159,106 @@ fn gateway_ids_are_strings_and_unstarted_members_have_no_name() {
     );
     assert_eq!((quorum(2), quorum(3), quorum(4), quorum(5)), (2, 2, 3, 3));
 }
+
+mod generic_leave {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::delete;
+    use axum::{Json, Router};
+    use raft_injector::member::generic::{remove_generic, LeaveUrl};
+    use raft_injector::member::leave::Removal;
+    use raft_injector::member::MemberEnv;
+
+    /// A Raft app's admin endpoint: answers `fail_first` times with 503, then `status`.
+    async fn serve(
+        status: StatusCode,
+        fail_first: usize,
+    ) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state = (calls.clone(), bodies.clone());
+        let app = Router::new()
+            .route(
+                "/members/{name}",
+                delete(
+                    move |State((calls, bodies)): State<(
+                        Arc<AtomicUsize>,
+                        Arc<std::sync::Mutex<Vec<String>>>,
+                    )>,
+                          Path(name): Path<String>,
+                          Json(body): Json<serde_json::Value>| async move {
+                        bodies.lock().unwrap().push(format!("{name} {body}"));
+                        if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            status
+                        }
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (
+            format!("DELETE http://{addr}/members/{{name}}"),
+            calls,
+            bodies,
+        )
+    }
+
+    fn member() -> MemberEnv {
+        let env = super::pod_env(&[]);
+        MemberEnv::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_2xx_answer_means_removed_and_the_body_names_the_member() {
+        let (url, calls, bodies) = serve(StatusCode::NO_CONTENT, 0).await;
+        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(removal, Removal::Removed);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let body = bodies.lock().unwrap()[0].clone();
+        assert!(body.starts_with("etcd-4 "), "{body}");
+        assert!(
+            body.contains(r#""id":"etcd-4.etcd.prod.svc.cluster.local""#)
+                && body.contains(r#""ordinal":4"#),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn not_found_means_already_gone() {
+        let (url, _, _) = serve(StatusCode::NOT_FOUND, 0).await;
+        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(removal, Removal::AlreadyGone);
+    }
+
+    #[tokio::test]
+    async fn errors_are_retried_until_the_deadline() {
+        let (url, calls, _) = serve(StatusCode::OK, 2).await;
+        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(removal, Removal::Removed);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "two refusals, then success"
+        );
+
+        let (url, _, _) = serve(StatusCode::OK, usize::MAX).await;
+        let error = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("503"), "{error}");
+    }
+}

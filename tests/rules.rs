@@ -6,7 +6,7 @@ use common::{check, services, settings, statefulset};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Probe, Service};
 use raft_injector::policy::scale::validate_scale;
-use raft_injector::policy::{Context, MissingService, Settings};
+use raft_injector::policy::{MissingService, Settings};
 use serde_json::json;
 
 fn etcd() -> (StatefulSet, Service) {
@@ -68,16 +68,7 @@ fn rule2_missing_service_is_a_warning_in_warn_mode() {
         missing_service: MissingService::Warn,
         ..settings()
     };
-    let verdict = raft_injector::policy::validate(
-        &sts,
-        &Context {
-            namespace: "default",
-            service: None,
-            old: None,
-            settings: &settings,
-            dry_run: false,
-        },
-    );
+    let verdict = common::check_with(&sts, None, None, &settings, false);
     assert!(verdict.is_allowed(), "{:?}", verdict.denial());
     assert!(
         verdict
@@ -360,16 +351,7 @@ fn warns_when_the_user_sets_an_injected_env_var() {
 fn a_missing_service_in_a_server_dry_run_is_a_warning() {
     let (sts, _) = ratis();
     let settings = settings();
-    let verdict = raft_injector::policy::validate(
-        &sts,
-        &Context {
-            namespace: "default",
-            service: None,
-            old: None,
-            settings: &settings,
-            dry_run: true,
-        },
-    );
+    let verdict = common::check_with(&sts, None, None, &settings, true);
     assert!(verdict.is_allowed(), "{:?}", verdict.denial());
     assert!(
         verdict

@@ -79,15 +79,25 @@ pub fn settings() -> Settings {
 
 /// Validates `sts` against `service` in namespace `default`.
 pub fn check(sts: &StatefulSet, service: Option<&Service>, old: Option<&StatefulSet>) -> Verdict {
-    let settings = settings();
+    check_with(sts, service, old, &settings(), false)
+}
+
+/// [`check`] with explicit settings and dry-run flag.
+pub fn check_with(
+    sts: &StatefulSet,
+    service: Option<&Service>,
+    old: Option<&StatefulSet>,
+    settings: &Settings,
+    dry_run: bool,
+) -> Verdict {
     raft_injector::policy::validate(
         sts,
         &Context {
             namespace: "default",
             service,
             old,
-            settings: &settings,
-            dry_run: false,
+            settings,
+            dry_run,
         },
     )
 }
