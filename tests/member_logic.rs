@@ -173,6 +173,9 @@ mod generic_leave {
     use raft_injector::member::leave::Removal;
     use raft_injector::member::MemberEnv;
 
+    /// Calls counted and request bodies seen by the fake endpoint.
+    type Seen = (Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>);
+
     /// A Raft app's admin endpoint: answers `fail_first` times with 503, then `status`.
     async fn serve(
         status: StatusCode,
@@ -185,10 +188,7 @@ mod generic_leave {
             .route(
                 "/members/{name}",
                 delete(
-                    move |State((calls, bodies)): State<(
-                        Arc<AtomicUsize>,
-                        Arc<std::sync::Mutex<Vec<String>>>,
-                    )>,
+                    move |State((calls, bodies)): State<Seen>,
                           Path(name): Path<String>,
                           Json(body): Json<serde_json::Value>| async move {
                         bodies.lock().unwrap().push(format!("{name} {body}"));
