@@ -194,7 +194,9 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
     };
 
     let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-    let target = &containers(sts)[r.container];
+    let target = containers(sts).get(r.container).ok_or_else(|| {
+        MutateError::Unresolved(vec!["the target container disappeared".to_owned()])
+    })?;
     let mut ops = Vec::new();
 
     // Env vars.
