@@ -27,7 +27,17 @@ fn a_dead_webhook_fails_closed_for_raft_workloads_only() {
         "requests are counted"
     );
 
-    webhook.stop();
+    let stopping = std::time::Instant::now();
+    let status = webhook.stop().expect("the webhook exits");
+    assert!(
+        status.success(),
+        "SIGTERM is a clean shutdown, not a failure: {status}"
+    );
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(15),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
 
     let changed = example.replace("replicas: 3", "replicas: 5");
     let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&changed));

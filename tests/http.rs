@@ -429,3 +429,101 @@ async fn a_service_created_just_before_the_statefulset_is_waited_for() {
     assert!(message.contains("does not exist"), "{message}");
     assert!(cluster().service("default", "etcd").is_some());
 }
+
+mod side_port {
+    use std::sync::atomic::Ordering;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use raft_injector::server::health::{router, Readiness};
+    use raft_injector::server::metrics::{Metrics, Outcome};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(app: axum::Router, path: &str) -> (StatusCode, String, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_certificates_and_caches_and_fails_while_shutting_down() {
+        let readiness = Arc::new(Readiness::default());
+        let app = || router(readiness.clone(), Arc::new(Metrics::default()));
+        assert_eq!(get(app(), "/livez").await.0, StatusCode::OK);
+
+        let (status, _, body) = get(app(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("serving certificate not loaded") && body.contains("caches not synced"),
+            "{body}"
+        );
+
+        readiness.certs_loaded.store(true, Ordering::Release);
+        let (status, _, body) = get(app(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            !body.contains("certificate") && body.contains("caches not synced"),
+            "{body}"
+        );
+
+        readiness.caches_synced.store(true, Ordering::Release);
+        assert_eq!(get(app(), "/readyz").await.0, StatusCode::OK);
+
+        readiness.shutting_down.store(true, Ordering::Release);
+        let (status, _, body) = get(app(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("shutting down"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_by_outcome() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.observe(
+            "validate",
+            "CREATE",
+            Outcome::Denied,
+            2,
+            Duration::from_micros(80),
+        );
+        metrics.observe(
+            "mutate",
+            "CREATE",
+            Outcome::Patched,
+            0,
+            Duration::from_micros(300),
+        );
+        metrics.cert_reload(false);
+        let (status, content_type, body) =
+            get(router(Arc::new(Readiness::default()), metrics), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        for line in [
+            r#"raft_injector_admission_requests_total{webhook="validate",operation="CREATE",outcome="denied"} 1"#,
+            r#"raft_injector_admission_requests_total{webhook="mutate",operation="CREATE",outcome="patched"} 1"#,
+            r#"raft_injector_admission_warnings_total{webhook="validate"} 2"#,
+            r#"raft_injector_certificate_reloads_total{result="failure"} 1"#,
+            r#"raft_injector_admission_duration_seconds_count{webhook="mutate"} 1"#,
+        ] {
+            assert!(body.contains(line), "missing {line} in:\n{body}");
+        }
+    }
+}

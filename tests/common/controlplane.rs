@@ -133,12 +133,13 @@ impl Webhook {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Stops the webhook with SIGTERM and waits for it to exit.
-    pub fn stop(&mut self) {
+    /// Stops the webhook with SIGTERM, waits for it to exit, and returns its exit status
+    /// (the wrapper shell exits with the webhook's).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         if let Some(mut stdin) = self.child.stdin.take() {
             let _ = stdin.write_all(b"\n");
         }
-        let _ = self.child.wait();
+        self.child.wait().ok()
     }
 
     /// Registers the shipped webhook configurations, pointed at this process.
@@ -175,7 +176,7 @@ impl Webhook {
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 
