@@ -168,6 +168,25 @@ fn add(path: PointerBuf, value: impl Serialize) -> PatchOperation {
     })
 }
 
+/// Adds `item` to the list at `list_path` unless `present` finds it there, creating the
+/// list when the object has none.
+fn add_to_list<T>(
+    ops: &mut Vec<PatchOperation>,
+    list: Option<&Vec<T>>,
+    mut list_path: PointerBuf,
+    present: impl Fn(&T) -> bool,
+    item: impl Serialize,
+) {
+    match list {
+        None => ops.push(add(list_path, [item])),
+        Some(items) if !items.iter().any(present) => {
+            list_path.push_back("-");
+            ops.push(add(list_path, item));
+        }
+        Some(_) => {}
+    }
+}
+
 /// Builds the injection patch for a labelled StatefulSet. Admitting an object that is
 /// already injected yields an empty patch.
 pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
@@ -230,31 +249,28 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
     }
 
     // The helper binary: a volume, its mount in the target container, the init container.
-    let volumes = pod.and_then(|p| p.volumes.as_ref());
-    if volumes.is_none() {
-        ops.push(add(pod_path(&["volumes"]), [helper_volume()]));
-    } else if !volumes
-        .into_iter()
-        .flatten()
-        .any(|v| v.name == HELPER_VOLUME)
-    {
-        ops.push(add(pod_path(&["volumes", "-"]), helper_volume()));
-    }
-    match &target.volume_mounts {
-        None => ops.push(add(container_path(&["volumeMounts"]), [helper_mount()])),
-        Some(mounts) if !mounts.iter().any(|m| m.name == HELPER_VOLUME) => {
-            ops.push(add(container_path(&["volumeMounts", "-"]), helper_mount()));
-        }
-        Some(_) => {}
-    }
+    add_to_list(
+        &mut ops,
+        pod.and_then(|p| p.volumes.as_ref()),
+        pod_path(&["volumes"]),
+        |v| v.name == HELPER_VOLUME,
+        helper_volume(),
+    );
+    add_to_list(
+        &mut ops,
+        target.volume_mounts.as_ref(),
+        container_path(&["volumeMounts"]),
+        |m| m.name == HELPER_VOLUME,
+        helper_mount(),
+    );
     let init = helper_init_container(&ctx.settings.helper_image);
-    match pod.and_then(|p| p.init_containers.as_ref()) {
-        None => ops.push(add(pod_path(&["initContainers"]), [&init])),
-        Some(inits) if !inits.iter().any(|c| c.name == HELPER_INIT_CONTAINER) => {
-            ops.push(add(pod_path(&["initContainers", "-"]), &init));
-        }
-        Some(_) => {}
-    }
+    add_to_list(
+        &mut ops,
+        pod.and_then(|p| p.init_containers.as_ref()),
+        pod_path(&["initContainers"]),
+        |c| c.name == HELPER_INIT_CONTAINER,
+        &init,
+    );
 
     // etcd: join on scale-up, and start etcd through `member exec`.
     if r.flavor == super::flavor::Flavor::Etcd {
