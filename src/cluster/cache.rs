@@ -33,7 +33,7 @@ impl Caches {
     /// Starts the watches on tokio tasks, cluster-wide since any namespace may opt in.
     /// All StatefulSets are cached, not only labelled ones, so that a miss on a
     /// `statefulsets/scale` request means "not seen yet" rather than "not Raft".
-    pub fn start(client: Client) -> Caches {
+    pub fn start(client: Client, synced: Arc<AtomicBool>) -> Caches {
         let (services, services_writer) = reflector::store();
         let (statefulsets, statefulsets_writer) = reflector::store();
 
@@ -68,7 +68,7 @@ impl Caches {
         let caches = Caches {
             services,
             statefulsets,
-            synced: Arc::new(AtomicBool::new(false)),
+            synced,
         };
         let waiting = caches.clone();
         tokio::spawn(async move {
@@ -86,11 +86,6 @@ impl Caches {
             }
         });
         caches
-    }
-
-    /// Whether both caches have completed their first list.
-    pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
     }
 }
 

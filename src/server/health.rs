@@ -15,7 +15,8 @@ use super::metrics::Metrics;
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub certs_loaded: AtomicBool,
-    pub caches_synced: AtomicBool,
+    /// Shared with the caches, which set it after their first list.
+    pub caches_synced: Arc<AtomicBool>,
     pub shutting_down: AtomicBool,
 }
 

@@ -89,16 +89,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     tokio::spawn(reloader.watch(config.cert_reload_interval, metrics.clone()));
 
     let client = kube::Client::try_default().await?;
-    let caches = Caches::start(client);
-    {
-        let (caches, readiness) = (caches.clone(), readiness.clone());
-        tokio::spawn(async move {
-            while !caches.is_synced() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            readiness.caches_synced.store(true, Ordering::Release);
-        });
-    }
+    let caches = Caches::start(client, readiness.caches_synced.clone());
 
     let state = AppState {
         lookup: Arc::new(caches) as Arc<dyn Lookup>,
