@@ -112,6 +112,14 @@ pub struct RuleArgs {
         default_value = "deny"
     )]
     pub missing_service: MissingService,
+    /// Most members a Raft StatefulSet may have; larger and negative replica counts are denied.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_MAX_REPLICAS",
+        default_value_t = crate::policy::replicas::DEFAULT_MAX_REPLICAS,
+        value_parser = clap::value_parser!(i32).range(1..=999)
+    )]
+    pub max_replicas: i32,
 }
 
 impl RuleArgs {
@@ -120,6 +128,7 @@ impl RuleArgs {
             cluster_domain: self.cluster_domain.trim_matches('.').to_owned(),
             helper_image: self.helper_image.clone(),
             missing_service: self.missing_service,
+            max_replicas: self.max_replicas,
         }
     }
 }

@@ -200,17 +200,17 @@ fn bad_annotations_are_denied() {
 #[test]
 fn rule7_scale_to_even_is_denied() {
     let (sts, _) = etcd();
-    let denial = validate_scale(&sts, "default", 3, 4)
+    let denial = validate_scale(&sts, "default", 3, 4, &settings())
         .denial()
         .expect("denied");
     assert!(denial.contains("spec.replicas is 4"), "{denial}");
-    assert!(validate_scale(&sts, "default", 3, 5).is_allowed());
+    assert!(validate_scale(&sts, "default", 3, 5, &settings()).is_allowed());
 }
 
 #[test]
 fn rule8_scale_down_by_more_than_two_is_denied_with_steps() {
     let (sts, _) = etcd();
-    let denial = validate_scale(&sts, "default", 7, 1)
+    let denial = validate_scale(&sts, "default", 7, 1, &settings())
         .denial()
         .expect("denied");
     assert!(
@@ -218,14 +218,14 @@ fn rule8_scale_down_by_more_than_two_is_denied_with_steps() {
         "{denial}"
     );
     assert!(denial.contains("(7→5→3→1)"), "{denial}");
-    assert!(validate_scale(&sts, "default", 5, 3).is_allowed());
-    assert!(validate_scale(&sts, "default", 7, 9).is_allowed());
+    assert!(validate_scale(&sts, "default", 5, 3, &settings()).is_allowed());
+    assert!(validate_scale(&sts, "default", 7, 9, &settings()).is_allowed());
 }
 
 #[test]
 fn rule8_scaling_to_zero_stops_the_cluster_and_is_allowed() {
     let (sts, _) = etcd();
-    let verdict = validate_scale(&sts, "default", 7, 0);
+    let verdict = validate_scale(&sts, "default", 7, 0, &settings());
     assert!(verdict.is_allowed(), "{:?}", verdict.denial());
     assert!(verdict.warnings.iter().any(|w| w.contains("stopped")));
 }
@@ -253,7 +253,7 @@ fn scaling_up_a_never_bootstrapped_cluster_is_denied() {
         "raft-injector.io/status",
         r#"{"version":"0.1.0","bootstrapSize":0,"flavor":"etcd","env":[],"hash":""}"#,
     );
-    let denial = validate_scale(&sts, "default", 0, 3)
+    let denial = validate_scale(&sts, "default", 0, 3, &settings())
         .denial()
         .expect("denied");
     assert!(denial.contains("created with 0 replicas"), "{denial}");

@@ -153,7 +153,7 @@ pub fn decide(
             };
             Ok(with_verdict(
                 response,
-                &validate_scale(&sts, namespace, old, new),
+                &validate_scale(&sts, namespace, old, new, settings),
             ))
         }
         Some(_) => Ok(response),

@@ -19,6 +19,8 @@ pub struct Settings {
     pub cluster_domain: String,
     pub helper_image: String,
     pub missing_service: MissingService,
+    /// The most members a Raft StatefulSet may have (SPEC §2 rule 10).
+    pub max_replicas: i32,
 }
 
 impl Default for Settings {
@@ -27,6 +29,7 @@ impl Default for Settings {
             cluster_domain: "cluster.local".to_owned(),
             helper_image: crate::DEFAULT_HELPER_IMAGE.to_owned(),
             missing_service: MissingService::Deny,
+            max_replicas: super::replicas::DEFAULT_MAX_REPLICAS,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! commands and the tests all call these same functions.
 
 pub mod context;
+pub mod dns;
 pub mod env;
 pub mod flavor;
 pub mod mutate;

@@ -8,9 +8,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use uuid::Uuid;
 
 use super::context::Context;
+use super::dns;
 use super::flavor::Flavor;
 use super::names::*;
+use super::replicas;
 use super::status::Status;
+use super::verdict::shown;
 
 /// Everything injection needs, resolved and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,13 +72,22 @@ pub fn containers(sts: &StatefulSet) -> &[Container] {
 /// The old object is consulted too, because a server-side apply that omits the status
 /// annotation removes it from the new object.
 pub fn bootstrap_size(sts: &StatefulSet, old: Option<&StatefulSet>) -> i32 {
+    recorded_bootstrap_size(sts, old).unwrap_or_else(|| replicas(sts))
+}
+
+/// The non-zero bootstrap size a status annotation recorded, if any.
+fn recorded_bootstrap_size(sts: &StatefulSet, old: Option<&StatefulSet>) -> Option<i32> {
     [Some(sts), old]
         .into_iter()
         .flatten()
         .filter_map(Status::of)
         .map(|status| status.bootstrap_size)
-        .find(|&size| size > 0)
-        .unwrap_or_else(|| replicas(sts))
+        .find(|&size| size != 0)
+}
+
+/// The status annotation of the object, else of the stored object (see [`bootstrap_size`]).
+pub fn previous_status(sts: &StatefulSet, old: Option<&StatefulSet>) -> Option<Status> {
+    Status::of(sts).or_else(|| old.and_then(Status::of))
 }
 
 /// The container that gets the env vars, mount and preStop hook (SPEC §4).
@@ -89,9 +101,10 @@ pub fn target_container(sts: &StatefulSet) -> Result<usize, String> {
             .ok_or_else(|| {
                 let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
                 format!(
-                    "annotation {CONTAINER_ANNOTATION} is {wanted:?} but the pod template has no such container \
+                    "annotation {CONTAINER_ANNOTATION} is {} but the pod template has no such container \
                      (containers: {}) — name one of them",
-                    names.join(", ")
+                    shown(wanted),
+                    super::verdict::clip(&names.join(", "))
                 )
             });
     }
@@ -112,7 +125,8 @@ fn parse_port(sts: &StatefulSet, key: &str) -> Result<Option<u16>, String> {
         Some(raw) => match raw.trim().parse::<u16>() {
             Ok(port) if port > 0 => Ok(Some(port)),
             _ => Err(format!(
-                "annotation {key} is {raw:?}, which is not a port number — use a number from 1 to 65535"
+                "annotation {key} is {}, which is not a port number — use a number from 1 to 65535",
+                shown(raw)
             )),
         },
     }
@@ -186,7 +200,8 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
         None => Flavor::default(),
         Some(raw) => raw.parse().unwrap_or_else(|()| {
             problems.push(format!(
-                "annotation {FLAVOR_ANNOTATION} is {raw:?}, which is not a known flavor — use \"etcd\" or \"generic\""
+                "annotation {FLAVOR_ANNOTATION} is {}, which is not a known flavor — use \"etcd\" or \"generic\"",
+                shown(raw)
             ));
             Flavor::default()
         }),
@@ -208,14 +223,20 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
         .unwrap_or(&ctx.settings.cluster_domain)
         .trim_matches('.')
         .to_owned();
-    if cluster_domain.is_empty() || cluster_domain.contains(char::is_whitespace) {
+    if !dns::is_subdomain(&cluster_domain) {
         problems.push(format!(
-            "annotation {CLUSTER_DOMAIN_ANNOTATION} is {cluster_domain:?}, which is not a DNS domain — use your \
-             cluster's domain, usually cluster.local"
+            "the cluster domain (annotation {CLUSTER_DOMAIN_ANNOTATION}, else --cluster-domain) is {}, which is not \
+             a DNS domain — use your cluster's domain, usually cluster.local",
+            shown(&cluster_domain)
         ));
     }
 
     let name = sts.metadata.name.clone().unwrap_or_default();
+    problems.extend(name_problems(&name, &service, ctx));
+    problems.extend(size_problems(sts, ctx));
+    if let Some(problem) = flavor_change_problem(sts, ctx, flavor) {
+        problems.push(problem);
+    }
     let group_id = annotation(sts, GROUP_ID_ANNOTATION)
         .map(str::to_owned)
         .unwrap_or_else(|| default_group_id(ctx.namespace, &name));
@@ -235,4 +256,74 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
         }),
         _ => Err(problems),
     }
+}
+
+/// Every name that goes into a member's DNS name must be a DNS label, short enough for the
+/// largest ordinal; checked before any per-member value is built.
+fn name_problems(name: &str, service: &str, ctx: &Context) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ordinal_digits = dns::digits(ctx.settings.max_replicas.saturating_sub(1));
+    let longest = dns::MAX_LABEL - 1 - ordinal_digits;
+    if name.is_empty() {
+        problems.push(
+            "metadata.name is empty; the peer list is built from the member names <name>-<ordinal>, so the name \
+             must be known at admission — set metadata.name (generateName is not supported)"
+                .to_owned(),
+        );
+    } else if !dns::is_label(name) || name.len() > longest {
+        problems.push(format!(
+            "metadata.name is {}; members are reached as <name>-<ordinal>.<service>, and that first part must be a \
+             DNS label (lowercase letters, digits and '-', at most {} characters) — use a name of at most \
+             {longest} such characters",
+            shown(name),
+            dns::MAX_LABEL
+        ));
+    }
+    if !service.is_empty() && !dns::is_label(service) {
+        problems.push(format!(
+            "spec.serviceName is {}, which cannot name a Service (a DNS label: lowercase letters, digits and '-', \
+             at most {} characters) — name the headless Service that selects these pods",
+            shown(service),
+            dns::MAX_LABEL
+        ));
+    }
+    if !dns::is_label(ctx.namespace) {
+        problems.push(format!(
+            "the namespace is {}, which is not a DNS label — use the namespace the StatefulSet is applied to",
+            shown(ctx.namespace)
+        ));
+    }
+    problems
+}
+
+/// `spec.replicas` and a recorded bootstrap size must both lie in `0..=--max-replicas`
+/// before the peer list is built from them.
+fn size_problems(sts: &StatefulSet, ctx: &Context) -> Vec<String> {
+    let max = ctx.settings.max_replicas;
+    let mut problems: Vec<String> = replicas::range_problem("spec.replicas", replicas(sts), max)
+        .into_iter()
+        .collect();
+    if let Some(size) = recorded_bootstrap_size(sts, ctx.old) {
+        if !replicas::in_range(size, max) {
+            problems.push(format!(
+                "annotation {STATUS_ANNOTATION} records a bootstrap size of {size}, outside 0..{max}; the \
+                 annotation was changed by hand — restore it, or remove it together with the injected env vars to \
+                 inject afresh"
+            ));
+        }
+    }
+    problems
+}
+
+/// The flavor is frozen with the rest of the injection: the pod template was built for the
+/// recorded one, and rebuilding it for another would roll every member.
+fn flavor_change_problem(sts: &StatefulSet, ctx: &Context, flavor: Flavor) -> Option<String> {
+    let recorded = previous_status(sts, ctx.old)?.flavor;
+    (recorded != flavor).then(|| {
+        format!(
+            "annotation {FLAVOR_ANNOTATION} is now \"{flavor}\" but the pod template was injected for \
+             \"{recorded}\", and injected pieces are frozen (changing them would restart every member) — set the \
+             annotation back to \"{recorded}\", or recreate the StatefulSet to change the flavor"
+        )
+    })
 }

@@ -1,19 +1,27 @@
-//! Rules for the `statefulsets/scale` subresource (SPEC §2 rules 7 and 8): what
+//! Rules for the `statefulsets/scale` subresource (SPEC §2 rules 7–10): what
 //! `kubectl scale` and autoscalers use. The Scale object carries no labels, so the caller
 //! passes the StatefulSet it belongs to.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
+use super::context::Settings;
 use super::replicas;
 use super::status::Status;
 use super::verdict::{subject, Verdict};
 
 /// Checks a change of a Raft StatefulSet's replica count from `old` to `new`.
-pub fn validate_scale(sts: &StatefulSet, namespace: &str, old: i32, new: i32) -> Verdict {
+pub fn validate_scale(
+    sts: &StatefulSet,
+    namespace: &str,
+    old: i32,
+    new: i32,
+    settings: &Settings,
+) -> Verdict {
     let name = sts.metadata.name.as_deref().unwrap_or_default();
     let mut verdict = Verdict::new(subject(namespace, name));
-    verdict.violations.extend(replicas::count_problem(new));
-    verdict.violations.extend(replicas::step_problem(old, new));
+    let (violations, warnings) = replicas::check(Some(old), new, settings.max_replicas);
+    verdict.violations.extend(violations);
+    verdict.warnings.extend(warnings);
 
     // A StatefulSet created with 0 replicas has an empty bootstrap peer list, and the scale
     // subresource cannot change the pod template to fill it in.
@@ -25,9 +33,5 @@ pub fn validate_scale(sts: &StatefulSet, namespace: &str, old: i32, new: i32) ->
              raft-injector records the bootstrap members"
         ));
     }
-    verdict.warnings.extend(replicas::stopped_warning(new));
-    verdict
-        .warnings
-        .extend(replicas::large_cluster_warning(new));
     verdict
 }

@@ -11,7 +11,7 @@ use super::mutate::is_injected_pre_stop;
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
 use super::status::Status;
-use super::verdict::{subject, Verdict};
+use super::verdict::{clip, shown, subject, Verdict};
 
 /// Checks a labelled StatefulSet. `ctx.old` is the stored object on UPDATE.
 pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
@@ -35,6 +35,7 @@ pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
             check_target_container(sts, container, resolved.as_ref(), &mut verdict);
         }
     }
+    verdict.dedup();
     verdict
 }
 
@@ -44,9 +45,11 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
     };
     let Some(service) = ctx.service else {
         let missing = format!(
-            "spec.serviceName is {service_name:?} but Service {}/{service_name} does not exist; members could \
-             not resolve each other's names",
-            ctx.namespace
+            "spec.serviceName is {} but Service {}/{} does not exist; members could not resolve each other's \
+             names",
+            shown(service_name),
+            clip(ctx.namespace),
+            clip(service_name)
         );
         match (ctx.dry_run, ctx.settings.missing_service) {
             (true, _) => verdict.warnings.push(format!(
@@ -63,15 +66,15 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
         }
         return;
     };
-    let service_ref = format!("Service {}/{service_name}", ctx.namespace);
+    let service_ref = format!("Service {}/{}", clip(ctx.namespace), clip(service_name));
     let spec = service.spec.clone().unwrap_or_default();
 
     let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
     if cluster_ip != "None" {
         let shown = if cluster_ip.is_empty() {
-            "unset"
+            "unset".to_owned()
         } else {
-            cluster_ip
+            clip(cluster_ip)
         };
         verdict.violations.push(format!(
             "{service_ref} is not headless (spec.clusterIP is {shown}); Raft members need the per-pod DNS \
@@ -117,23 +120,21 @@ fn show_labels(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "(none)".to_owned();
     }
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    clip(
+        &labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 fn check_replicas(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
-    let new = resolve::replicas(sts);
-    verdict.violations.extend(replicas::count_problem(new));
-    if let Some(old) = ctx.old.map(resolve::replicas) {
-        verdict.violations.extend(replicas::step_problem(old, new));
-    }
-    verdict.warnings.extend(replicas::stopped_warning(new));
-    verdict
-        .warnings
-        .extend(replicas::large_cluster_warning(new));
+    let old = ctx.old.map(resolve::replicas);
+    let (violations, warnings) =
+        replicas::check(old, resolve::replicas(sts), ctx.settings.max_replicas);
+    verdict.violations.extend(violations);
+    verdict.warnings.extend(warnings);
 }
 
 fn check_pod_management(sts: &StatefulSet, verdict: &mut Verdict) {
@@ -199,24 +200,48 @@ fn check_target_container(
 
     let ours = resolved.map(desired_env);
     let owned = Status::of(sts);
+    // Values no member has run with yet are refreshed by the mutation, not kept.
+    let frozen = owned.as_ref().is_some_and(|s| s.bootstrap_size != 0);
+    let mut seen = std::collections::BTreeSet::new();
     for var in container.env.iter().flatten() {
-        let injected_value = match &ours {
-            Some(ours) => match ours.iter().find(|o| o.name == var.name) {
-                Some(o) => o.value.clone(),
-                None => continue,
-            },
-            None if INJECTED_NAMES.contains(&var.name.as_str()) => None,
-            None => continue,
-        };
-        if owned.as_ref().is_some_and(|s| s.owns_env(&var.name)) {
+        if !seen.insert(var.name.as_str()) {
             continue;
         }
-        let instead = injected_value
-            .map(|v| format!(" instead of the injected {v:?}"))
+        let injected = ours
+            .as_ref()
+            .and_then(|ours| ours.iter().find(|o| o.name == var.name));
+        let known = injected.is_some() || INJECTED_NAMES.contains(&var.name.as_str());
+        if !known {
+            continue;
+        }
+        let value = var
+            .value
+            .as_deref()
+            .map(shown)
+            .unwrap_or_else(|| "set from a field".to_owned());
+        if owned.as_ref().is_some_and(|s| s.owns_env(&var.name)) {
+            // Injected earlier: warn when it no longer holds what the injector would set,
+            // because someone changed it (`kubectl set env`) or changed what it is built from.
+            if let Some(injected) = injected.filter(|i| frozen && *i != var) {
+                verdict.warnings.push(format!(
+                    "container {:?} has env {} = {value}, not the {} raft-injector would set now; injected \
+                     values are kept as they are (changing them would restart every member) — if this was not \
+                     deliberate, restore the injected value",
+                    clip(&container.name),
+                    var.name,
+                    injected.value.as_deref().map(shown).unwrap_or_else(|| "field reference".to_owned()),
+                ));
+            }
+            continue;
+        }
+        let instead = injected
+            .and_then(|i| i.value.as_deref())
+            .map(|v| format!(" instead of the injected {}", shown(v)))
             .unwrap_or_default();
         verdict.warnings.push(format!(
             "container {:?} sets env {} itself; raft-injector keeps your value{instead}",
-            container.name, var.name
+            clip(&container.name),
+            var.name
         ));
     }
 }

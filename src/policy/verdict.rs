@@ -17,6 +17,14 @@ impl Verdict {
         }
     }
 
+    /// Drops repeated messages, keeping the first of each (two rules may see one problem).
+    pub fn dedup(&mut self) {
+        for list in [&mut self.violations, &mut self.warnings] {
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|m| seen.insert(m.clone()));
+        }
+    }
+
     pub fn is_allowed(&self) -> bool {
         self.violations.is_empty()
     }
@@ -53,5 +61,24 @@ impl Verdict {
 
 /// `StatefulSet <ns>/<name>`: how every message names its object.
 pub fn subject(namespace: &str, name: &str) -> String {
-    format!("StatefulSet {namespace}/{name}")
+    format!("StatefulSet {}/{}", clip(namespace), clip(name))
+}
+
+/// Longest piece of user input a message repeats.
+const SHOWN_CHARS: usize = 80;
+
+/// `value` cut to a length a message can carry, marked when cut.
+pub fn clip(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &value[..end], value.len()),
+    }
+}
+
+/// `value` quoted for a message, cut like [`clip`].
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    }
 }
