@@ -119,6 +119,7 @@ fn main() {
         settings: Arc::new(settings.clone()),
         metrics: Arc::new(Metrics::default()),
         cache_grace: Duration::ZERO,
+        body_timeout: std::time::Duration::from_secs(10),
     });
     let review = std::fs::read_to_string("tests/data/create-etcd.json").unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,5 +1,10 @@
 //! `raft-injector certs`: a CA and a serving certificate for the webhook Service
 //! (ECDSA P-256), for installs without cert-manager and for the local test control plane.
+//!
+//! The CA is kept beside the serving pair (`ca.key`, `ca.crt`) and reused on the next run,
+//! so rotating the serving certificate never changes what the webhook configurations'
+//! `caBundle` must hold. Certificates carry subject and authority key identifiers, so a
+//! bundle with an old and a new CA (during a CA change) verifies either.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +14,11 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use time::{Duration, OffsetDateTime};
+
+pub const CA_CERT_FILE: &str = "ca.crt";
+pub const CA_KEY_FILE: &str = "ca.key";
+pub const CERT_FILE: &str = "tls.crt";
+pub const KEY_FILE: &str = "tls.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -20,6 +30,22 @@ pub enum CertsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{present} exists but {missing} does not, so the CA cannot be reused — restore {missing}, or pass \
+         --new-ca to make a new CA (the webhook configurations' caBundle must then be updated)"
+    )]
+    HalfCa { present: PathBuf, missing: PathBuf },
+    #[error(
+        "the CA in {dir} cannot be reused ({why}) — pass --new-ca to replace it (the webhook configurations' \
+         caBundle must then be updated)"
+    )]
+    BadCa { dir: PathBuf, why: String },
 }
 
 /// What to issue a serving certificate for.
@@ -45,10 +71,19 @@ impl CertRequest {
     }
 }
 
+/// A CA as PEM: its certificate and private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ca {
+    pub cert: String,
+    pub key: String,
+}
+
 /// PEM-encoded output.
 #[derive(Clone, Debug)]
 pub struct Issued {
-    pub ca_cert: String,
+    pub ca: Ca,
+    /// Whether `ca` is the CA that was passed in, rather than a new one.
+    pub ca_reused: bool,
     pub cert: String,
     pub key: String,
 }
@@ -60,19 +95,34 @@ fn validity(params: &mut CertificateParams, days: u32) {
     params.not_after = now + Duration::days(i64::from(days));
 }
 
-pub fn issue(request: &CertRequest) -> Result<Issued, CertsError> {
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(
+fn new_ca(request: &CertRequest) -> Result<Ca, CertsError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = DistinguishedName::new();
+    // The creation time tells CAs apart in a bundle that holds two during a change.
+    let created = OffsetDateTime::now_utc().unix_timestamp();
+    params.distinguished_name.push(
         DnType::CommonName,
-        format!("raft-injector CA ({})", request.namespace),
+        format!("raft-injector CA ({}) {created}", request.namespace),
     );
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     // The CA outlives several leaf rotations.
-    validity(&mut ca, request.days.saturating_mul(3));
-    let ca_cert = ca.self_signed(&ca_key)?;
+    validity(&mut params, request.days.saturating_mul(3));
+    let cert = params.self_signed(&key)?;
+    Ok(Ca {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// Issues a serving certificate signed by `ca`, or by a new CA when `ca` is `None`.
+pub fn issue(request: &CertRequest, ca: Option<&Ca>) -> Result<Issued, CertsError> {
+    let (ca, ca_reused) = match ca {
+        Some(ca) => (ca.clone(), true),
+        None => (new_ca(request)?, false),
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
 
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let dns_names = request.dns_names();
@@ -82,17 +132,57 @@ pub fn issue(request: &CertRequest) -> Result<Issued, CertsError> {
     leaf.distinguished_name = DistinguishedName::new();
     leaf.distinguished_name
         .push(DnType::CommonName, dns_names[2].clone());
+    // ExplicitNoCa writes basicConstraints CA:false and the subject key identifier.
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.use_authority_key_identifier_extension = true;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut leaf, request.days);
-    let issuer = Issuer::new(ca, ca_key);
     let cert = leaf.signed_by(&key, &issuer)?;
 
     Ok(Issued {
-        ca_cert: ca_cert.pem(),
+        ca,
+        ca_reused,
         cert: cert.pem(),
         key: key.serialize_pem(),
     })
+}
+
+/// The CA kept in `dir`, if there is one. Half a CA, or one that does not parse, is an
+/// error rather than a silent replacement.
+pub fn read_ca(dir: &Path) -> Result<Option<Ca>, CertsError> {
+    let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
+    let read = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CertsError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    };
+    let ca = match (read(&cert_path)?, read(&key_path)?) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => Ca { cert, key },
+        (Some(_), None) => {
+            return Err(CertsError::HalfCa {
+                present: cert_path,
+                missing: key_path,
+            })
+        }
+        (None, Some(_)) => {
+            return Err(CertsError::HalfCa {
+                present: key_path,
+                missing: cert_path,
+            })
+        }
+    };
+    let bad = |why: String| CertsError::BadCa {
+        dir: dir.to_owned(),
+        why,
+    };
+    let key = KeyPair::from_pem(&ca.key).map_err(|e| bad(format!("{CA_KEY_FILE}: {e}")))?;
+    Issuer::from_ca_cert_pem(&ca.cert, key).map_err(|e| bad(format!("{CA_CERT_FILE}: {e}")))?;
+    Ok(Some(ca))
 }
 
 fn write(path: PathBuf, contents: &str, private: bool) -> Result<(), CertsError> {
@@ -110,13 +200,14 @@ fn write(path: PathBuf, contents: &str, private: bool) -> Result<(), CertsError>
     result.map_err(|source| CertsError::Write { path, source })
 }
 
-/// Writes `ca.crt`, `tls.crt` and `tls.key` into `dir`, creating it.
+/// Writes `ca.crt`, `ca.key`, `tls.crt` and `tls.key` into `dir`, creating it.
 pub fn write_to(dir: &Path, issued: &Issued) -> Result<(), CertsError> {
     std::fs::create_dir_all(dir).map_err(|source| CertsError::Write {
         path: dir.to_owned(),
         source,
     })?;
-    write(dir.join("ca.crt"), &issued.ca_cert, false)?;
-    write(dir.join("tls.crt"), &issued.cert, false)?;
-    write(dir.join("tls.key"), &issued.key, true)
+    write(dir.join(CA_CERT_FILE), &issued.ca.cert, false)?;
+    write(dir.join(CA_KEY_FILE), &issued.ca.key, true)?;
+    write(dir.join(CERT_FILE), &issued.cert, false)?;
+    write(dir.join(KEY_FILE), &issued.key, true)
 }

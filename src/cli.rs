@@ -169,6 +169,22 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has for the TLS handshake, and for each request's headers.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request body.
+    #[arg(long, env = "RAFT_INJECTOR_BODY_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, env = "RAFT_INJECTOR_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
+    /// Most HTTPS connections open at once; at the cap, stalled connections are closed first.
+    #[arg(long, env = "RAFT_INJECTOR_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -179,8 +195,10 @@ pub enum ConfigError {
     SamePort(SocketAddr),
     #[error("--cert-reload-seconds must be at least 1")]
     ReloadInterval,
-    #[error("--cluster-domain is empty")]
-    ClusterDomain,
+    #[error("--cluster-domain is {0:?}, which is not a DNS domain (e.g. cluster.local)")]
+    ClusterDomain(String),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 impl ServeArgs {
@@ -192,8 +210,18 @@ impl ServeArgs {
             return Err(ConfigError::ReloadInterval);
         }
         let settings = self.rules.settings();
-        if settings.cluster_domain.is_empty() {
-            return Err(ConfigError::ClusterDomain);
+        if !crate::policy::dns::is_subdomain(&settings.cluster_domain) {
+            return Err(ConfigError::ClusterDomain(settings.cluster_domain));
+        }
+        for (flag, value) in [
+            ("--header-timeout-seconds", self.header_timeout_seconds),
+            ("--body-timeout-seconds", self.body_timeout_seconds),
+            ("--idle-timeout-seconds", self.idle_timeout_seconds),
+            ("--max-connections", self.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
         }
         Ok(ServeConfig {
             addr: self.addr,
@@ -205,6 +233,12 @@ impl ServeArgs {
             settings,
             cert_reload_interval: Duration::from_secs(self.cert_reload_seconds),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            limits: crate::server::listener::Limits {
+                header_timeout: Duration::from_secs(self.header_timeout_seconds),
+                idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+                max_connections: self.max_connections,
+            },
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
         })
     }
 }
@@ -241,9 +275,13 @@ pub struct CertsArgs {
     /// Namespace of the webhook's Service.
     #[arg(long, default_value = "raft-injector")]
     pub namespace: String,
-    /// Directory to write ca.crt, tls.crt and tls.key into.
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into. A CA already there
+    /// (ca.crt and ca.key) signs the new serving certificate.
     #[arg(long)]
     pub out: PathBuf,
+    /// Make a new CA even when --out holds one (the webhooks' caBundle must then change).
+    #[arg(long)]
+    pub new_ca: bool,
     /// An IP address to add as a SAN (repeatable), e.g. 127.0.0.1 for a local webhook.
     #[arg(long = "ip")]
     pub ips: Vec<IpAddr>,

@@ -104,12 +104,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Certs(args) => {
-            let issued = raft_injector::certs::issue(&args.request())?;
-            raft_injector::certs::write_to(&args.out, &issued)?;
+            use raft_injector::certs;
+            let ca = match args.new_ca {
+                true => None,
+                false => certs::read_ca(&args.out)?,
+            };
+            let request = args.request();
+            let issued = certs::issue(&request, ca.as_ref())?;
+            certs::write_to(&args.out, &issued)?;
             eprintln!(
-                "wrote ca.crt, tls.crt and tls.key to {} for {}",
+                "wrote tls.crt and tls.key for {} to {}, signed by {} CA (ca.crt, ca.key)",
+                request.dns_names().join(", "),
                 args.out.display(),
-                args.request().dns_names().join(", ")
+                if issued.ca_reused {
+                    "the existing"
+                } else {
+                    "a new"
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

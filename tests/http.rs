@@ -201,23 +201,10 @@ async fn bodies_over_three_mebibytes_get_413() {
 
 mod tls {
     use super::*;
-    use raft_injector::certs::{issue, write_to, CertRequest};
-    use raft_injector::server::listener::serve_tls;
-    use raft_injector::server::tls::{server_config, CertPaths, CertReloader, TlsError};
+    use raft_injector::server::tls::{CertPaths, CertReloader, TlsError};
 
     fn issued(dir: &std::path::Path) -> CertPaths {
-        let request = CertRequest {
-            service: "raft-injector".to_owned(),
-            namespace: "raft-injector".to_owned(),
-            cluster_domain: "cluster.local".to_owned(),
-            ips: vec!["127.0.0.1".parse().unwrap()],
-            days: 1,
-        };
-        write_to(dir, &issue(&request).unwrap()).unwrap();
-        CertPaths {
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
-        }
+        common::tls::issued(dir)
     }
 
     fn client(ca: &[u8], http2: bool) -> reqwest::Client {
@@ -235,19 +222,8 @@ mod tls {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     ) {
-        let reloader = CertReloader::load(paths).expect("pair loads");
-        let config = Arc::new(server_config(reloader).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(serve_tls(
-            listener,
-            config,
-            app(cluster()),
-            stopped,
-            Duration::from_secs(5),
-        ));
-        (addr, stop, task)
+        let server = common::tls::start(paths, app(cluster()), Default::default()).await;
+        (server.addr, server.stop, server.task)
     }
 
     #[tokio::test]

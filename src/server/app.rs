@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 use tracing::Instrument;
@@ -31,22 +31,44 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// How long to wait for a cache to catch up (zero: decide on what is cached now).
     pub cache_grace: Duration,
+    /// A request body must arrive within this.
+    pub body_timeout: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn mutate(state: State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn mutate(state: State<AppState>, body: Body) -> Response {
     handle(Webhook::Mutate, state, body).await
 }
 
-async fn validate(state: State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn validate(state: State<AppState>, body: Body) -> Response {
     handle(Webhook::Validate, state, body).await
+}
+
+/// Reads the whole body, at most [`MAX_BODY_BYTES`] of it and within `timeout`, so a client
+/// that trickles or floods never holds a request open.
+async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, (StatusCode, String)> {
+    let collect = Limited::new(body, MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the {MAX_BODY_BYTES} byte limit for an AdmissionReview"),
+        )),
+        Ok(Err(error)) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {error}"),
+        )),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {timeout:?}"),
+        )),
+    }
 }
 
 fn operation_name(op: &Operation) -> &'static str {
@@ -92,25 +114,11 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
         .map_err(|_| "the AdmissionReview has no request".to_owned())
 }
 
-async fn handle(
-    webhook: Webhook,
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
-    let body = match body {
+    let body = match read_body(body, state.body_timeout).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "request body exceeds the {MAX_BODY_BYTES} byte limit for an AdmissionReview"
-                )
-            } else {
-                format!("cannot read request body: {rejection}")
-            };
-            return reject(&state, webhook, status, message, started);
-        }
+        Err((status, message)) => return reject(&state, webhook, status, message, started),
     };
     let req = match parse(&body) {
         Ok(req) => req,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -49,12 +50,44 @@ pub struct ReloadLabels {
     pub result: String,
 }
 
+/// Why the server closed or refused an HTTPS connection.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Closed {
+    /// The TLS handshake failed or did not finish within the header timeout.
+    Handshake,
+    /// No request in flight for the idle timeout (or no whole request within the header timeout).
+    Idle,
+    /// Closed at the connection cap to make room for a new one.
+    Evicted,
+    /// Refused at the cap because every open connection was serving a request.
+    Refused,
+}
+
+impl EncodeLabelValue for Closed {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Closed::Handshake => "handshake",
+            Closed::Idle => "idle",
+            Closed::Evicted => "evicted",
+            Closed::Refused => "refused",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: Closed,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<WebhookLabels, Histogram>,
     warnings: Family<WebhookLabels, Counter>,
     cert_reloads: Family<ReloadLabels, Counter>,
+    connections: Gauge,
+    closed: Family<ClosedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,12 +122,26 @@ impl Default for Metrics {
             "Serving certificate reloads by result",
             cert_reloads.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "https_connections",
+            "HTTPS connections open",
+            connections.clone(),
+        );
+        let closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "https_connections_closed",
+            "HTTPS connections the server closed or refused, by reason",
+            closed.clone(),
+        );
         Metrics {
             registry,
             requests,
             duration,
             warnings,
             cert_reloads,
+            connections,
+            closed,
         }
     }
 }
@@ -135,6 +182,15 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    pub fn connections_open(&self, open: usize) {
+        self.connections
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    pub fn connection_closed(&self, reason: Closed) {
+        self.closed.get_or_create(&ClosedLabels { reason }).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -31,6 +31,28 @@ pub struct ServeConfig {
     pub settings: Settings,
     pub cert_reload_interval: Duration,
     pub shutdown_grace: Duration,
+    pub limits: listener::Limits,
+    /// A request body must arrive within this.
+    pub body_timeout: Duration,
+}
+
+/// File descriptors kept free of the connection cap: watches, certificate reads, the
+/// metrics port.
+const RESERVED_FDS: u64 = 128;
+
+/// Raises the soft open-file limit to the hard one and returns the connection cap that
+/// fits under it, so the cap (not EMFILE) decides which connections are turned away.
+fn connection_cap(wanted: usize) -> usize {
+    let fds = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fits = usize::try_from(fds.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if fits < wanted {
+        tracing::warn!(
+            open_files = fds,
+            max_connections = fits,
+            "the open-file limit is below --max-connections; using a lower cap"
+        );
+    }
+    wanted.min(fits)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +118,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         settings: Arc::new(config.settings.clone()),
         metrics: metrics.clone(),
         cache_grace: crate::cluster::CACHE_GRACE,
+        body_timeout: config.body_timeout,
+    };
+    let limits = listener::Limits {
+        max_connections: connection_cap(config.limits.max_connections),
+        ..config.limits
     };
     let https = bind(config.addr).await?;
     let side = bind(config.metrics_addr).await?;
@@ -103,7 +130,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 
     let (stop, stopped) = watch::channel(false);
     let mut side_stopped = stopped.clone();
-    let side_app = health::router(readiness.clone(), metrics);
+    let side_app = health::router(readiness.clone(), metrics.clone());
     let side_server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = side_stopped.changed().await;
@@ -119,6 +146,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         https,
         tls,
         app::router(state),
+        limits,
+        metrics,
         stopped,
         config.shutdown_grace,
     ));

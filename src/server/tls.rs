@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -24,12 +26,8 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoKey { path: PathBuf },
-    #[error("{path}: {source}")]
-    Pem {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path} is not valid PEM: {message}")]
+    Pem { path: PathBuf, message: String },
     #[error("the private key in {path} is not usable: {source}")]
     Key {
         path: PathBuf,
@@ -60,25 +58,26 @@ pub fn certified_key(
     key_pem: &[u8],
     paths: &CertPaths,
 ) -> Result<CertifiedKey, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
+        .map_err(|error| TlsError::Pem {
             path: paths.cert.clone(),
-            source,
+            message: error.to_string(),
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate {
             path: paths.cert.clone(),
         });
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|source| TlsError::Pem {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
             path: paths.key.clone(),
-            source,
-        })?
-        .ok_or_else(|| TlsError::NoKey {
+        },
+        error => TlsError::Pem {
             path: paths.key.clone(),
-        })?;
+            message: error.to_string(),
+        },
+    })?;
     let signer =
         rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| TlsError::Key {
             path: paths.key.clone(),

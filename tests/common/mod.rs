@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod controlplane;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub fn app_with(
         settings: Arc::new(settings()),
         metrics: Arc::new(Metrics::default()),
         cache_grace,
+        body_timeout: std::time::Duration::from_secs(10),
     })
 }
 
