@@ -243,26 +243,32 @@ impl ServeArgs {
     }
 }
 
+/// Which manifests the offline commands read, like kubectl's `-f`, `-R` and `-n`.
+#[derive(Clone, Debug, Args)]
+pub struct InputArgs {
+    /// A YAML or JSON file, a directory of them, or `-` for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Also read the subdirectories of directories given with -f.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Namespace of objects that name none; else the kubeconfig context's namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct InjectArgs {
-    /// YAML file to read; `-` for stdin.
-    #[arg(short = 'f', long = "filename")]
-    pub file: PathBuf,
-    /// Namespace assumed for objects that name none.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub input: InputArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct ValidateArgs {
-    /// YAML files to check; `-` for stdin.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
-    /// Namespace assumed for objects that name none.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub input: InputArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
 }

@@ -1,15 +1,13 @@
 //! The `raft-injector` binary: parses flags, sets up logging, runs one command.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use raft_injector::cli::{Cli, Command, LogFormat, MemberCommand};
-use raft_injector::offline::{self, Input, Report};
+use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand};
+use raft_injector::offline::{self, DefaultNamespace, Report};
 use raft_injector::policy::Settings;
 
 fn init_logging(format: LogFormat) {
@@ -24,19 +22,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn read_input(path: &Path) -> anyhow::Result<(String, String)> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read stdin")?;
-        return Ok(("<stdin>".to_owned(), text));
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((path.display().to_string(), text))
-}
-
 /// Prints warnings and denials the way kubectl would, and says whether all passed.
 fn report(report: &Report) -> bool {
     for warning in &report.warnings {
@@ -48,22 +33,11 @@ fn report(report: &Report) -> bool {
     report.denials.is_empty()
 }
 
-fn offline(
-    path: &Path,
-    settings: &Settings,
-    namespace: &str,
-    inject: bool,
-) -> anyhow::Result<Report> {
-    let (name, text) = read_input(path)?;
-    Ok(offline::run(
-        &Input {
-            name: &name,
-            text: &text,
-        },
-        settings,
-        namespace,
-        inject,
-    )?)
+/// Reads the inputs and runs the offline rules over all of them together.
+fn offline(input: &InputArgs, settings: &Settings, inject: bool) -> anyhow::Result<Report> {
+    let inputs = offline::inputs::read(&input.files, input.recursive)?;
+    let namespace = DefaultNamespace::resolve(input.namespace.clone());
+    Ok(offline::run(&inputs, settings, &namespace, inject)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -76,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Inject(args) => {
-            let result = offline(&args.file, &args.rules.settings(), &args.namespace, true)?;
+            let result = offline(&args.input, &args.rules.settings(), true)?;
             if !report(&result) {
                 return Ok(ExitCode::FAILURE);
             }
@@ -84,24 +58,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
-            let settings = args.rules.settings();
-            let mut passed = true;
-            for file in &args.files {
-                let result = offline(file, &settings, &args.namespace, false)?;
-                passed &= report(&result);
-                if result.denials.is_empty() {
-                    eprintln!(
-                        "{}: {} Raft StatefulSet(s) pass",
-                        file.display(),
-                        result.checked
-                    );
-                }
+            let result = offline(&args.input, &args.rules.settings(), false)?;
+            if !report(&result) {
+                return Ok(ExitCode::FAILURE);
             }
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            eprintln!(
+                "{} Raft StatefulSet(s) pass, among {} object(s)",
+                result.checked, result.objects
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => {
             use raft_injector::certs;
@@ -165,13 +130,27 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes on one line, each cause once: most error types here already
+/// print their cause in their own message, and the chain would repeat it.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("Error: {error:#}");
+            eprintln!("Error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }

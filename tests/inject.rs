@@ -6,7 +6,6 @@ mod common;
 use common::{apply, services, settings, statefulset};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
-use raft_injector::offline::{self, Input};
 use raft_injector::policy::{mutate, Context, Patch, Settings};
 use serde_json::{json, Value};
 
@@ -83,16 +82,7 @@ fn template(sts: &StatefulSet) -> Value {
 fn golden_output_for_each_example() {
     for example in ["etcd", "ratis-app"] {
         let input = common::read(&format!("examples/{example}.yaml"));
-        let report = offline::run(
-            &Input {
-                name: example,
-                text: &input,
-            },
-            &settings(),
-            "default",
-            true,
-        )
-        .expect("example injects");
+        let report = common::inject_text(example, &input);
         assert!(report.denials.is_empty(), "{:?}", report.denials);
         let golden = common::root().join(format!("tests/golden/{example}.yaml"));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -112,35 +102,14 @@ fn golden_output_for_each_example() {
 #[test]
 fn same_input_gives_byte_identical_output() {
     let input = common::read("examples/etcd.yaml");
-    let run = || {
-        offline::run(
-            &Input {
-                name: "etcd",
-                text: &input,
-            },
-            &settings(),
-            "default",
-            true,
-        )
-        .unwrap()
-        .output
-    };
+    let run = || common::inject_text("etcd", &input).output;
     assert_eq!(run(), run());
 }
 
 #[test]
 fn documents_that_are_not_raft_statefulsets_are_printed_unchanged() {
     let input = common::read("examples/etcd.yaml");
-    let report = offline::run(
-        &Input {
-            name: "etcd",
-            text: &input,
-        },
-        &settings(),
-        "default",
-        true,
-    )
-    .unwrap();
+    let report = common::inject_text("etcd", &input);
     // The comments of the Service document survive byte for byte.
     assert!(report.output.contains("  # Members must resolve each other before they are Ready, or a new cluster never forms.\n"));
 }

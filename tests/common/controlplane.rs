@@ -146,12 +146,8 @@ impl Webhook {
     pub fn register(&self, plane: &ControlPlane) {
         let ca = std::fs::read(self.certs.join("ca.crt")).expect("ca.crt");
         let bundle = base64(&ca);
-        let shipped = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml"))
-            .expect("webhooks.yaml");
         let mut docs = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(&shipped) {
-            let mut value: Value =
-                serde::Deserialize::deserialize(doc).expect("webhooks.yaml parses");
+        for mut value in super::yaml_docs("manifests/base/webhooks.yaml") {
             for hook in value["webhooks"].as_array_mut().expect("webhooks") {
                 let path = hook["clientConfig"]["service"]["path"]
                     .as_str()

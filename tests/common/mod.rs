@@ -71,6 +71,20 @@ pub fn lookup(files: &[&str]) -> Documents {
     docs
 }
 
+/// `inject` over one text, objects without a namespace landing in `default`.
+pub fn inject_text(name: &str, text: &str) -> raft_injector::offline::Report {
+    raft_injector::offline::run(
+        &[raft_injector::offline::Input {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        }],
+        &settings(),
+        &raft_injector::offline::DefaultNamespace::Flag("default".to_owned()),
+        true,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 pub fn settings() -> Settings {
     Settings {
         helper_image: "registry.example/raft-injector:test".to_owned(),
