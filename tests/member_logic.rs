@@ -262,3 +262,85 @@ mod generic_leave {
         assert!(error.to_string().contains("503"), "{error}");
     }
 }
+
+#[test]
+fn a_missing_ordinal_names_the_downward_api_field() {
+    // No RAFT_ORDINAL and a pod name without an ordinal: the label is missing.
+    let mut env = pod_env(&[("POD_NAME", "etcd")]);
+    env.remove("RAFT_ORDINAL");
+    let error = MemberEnv::from_lookup(|k| env.get(k).cloned())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("RAFT_ORDINAL is not set")
+            && error.contains("metadata.labels['apps.kubernetes.io/pod-index']")
+            && error.contains("Kubernetes 1.28"),
+        "{error}"
+    );
+    // Without the label, the pod name still gives the ordinal.
+    let mut env = pod_env(&[]);
+    env.remove("RAFT_ORDINAL");
+    assert_eq!(
+        MemberEnv::from_lookup(|k| env.get(k).cloned())
+            .unwrap()
+            .ordinal,
+        4
+    );
+    let mut env = pod_env(&[]);
+    env.remove("POD_NAME");
+    let error = MemberEnv::from_lookup(|k| env.get(k).cloned())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the downward API field metadata.name"),
+        "{error}"
+    );
+}
+
+mod deadlines {
+    use std::time::{Duration, Instant};
+
+    use raft_injector::member::etcd::Gateway;
+    use raft_injector::member::{join, MemberEnv};
+
+    /// A peer that accepts connections and never answers.
+    async fn silent_peer() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn join_gives_up_at_its_deadline_even_when_peers_hang() {
+        let port = silent_peer().await;
+        let env = super::pod_env(&[
+            ("RAFT_PEERS", "127.0.0.1:2380"),
+            (
+                "ETCD_ADVERTISE_CLIENT_URLS",
+                &format!("http://etcd-4.etcd.prod.svc.cluster.local:{port}"),
+            ),
+            (
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+                "http://etcd-4.etcd.prod.svc.cluster.local:2380",
+            ),
+        ]);
+        let env = MemberEnv::from_lookup(|k| env.get(k).cloned()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Duration::from_secs(2);
+        let started = Instant::now();
+        let error = join::join(&env, &Gateway::default(), dir.path(), budget)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(error.to_string().contains("gave up after 2s"), "{error}");
+        // Each call to the silent peer would take 3 s; the budget cuts it off.
+        assert!(took < budget + Duration::from_millis(500), "took {took:?}");
+        assert!(!dir.path().join("etcd-join.env").exists());
+    }
+}

@@ -7,7 +7,9 @@
 //! `{"id", "name", "namespace", "ordinal", "address"}`. A 2xx answer means removed, 404 or
 //! 410 means already gone; anything else is retried until the deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::Method;
 use serde_json::json;
@@ -62,7 +64,6 @@ pub async fn remove_generic(
     leave: &LeaveUrl,
     budget: Duration,
 ) -> Result<Removal, MemberError> {
-    let deadline = Instant::now() + budget;
     let http = reqwest::Client::builder()
         .timeout(super::etcd::CALL_TIMEOUT)
         .build()
@@ -74,31 +75,40 @@ pub async fn remove_generic(
         "ordinal": env.ordinal,
         "address": env.address,
     });
-    let mut last = String::from("no attempt");
-    while Instant::now() < deadline {
-        for url in leave.urls(env) {
-            match http
-                .request(leave.method.clone(), &url)
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(response) if response.status().is_success() => {
-                    tracing::info!(%url, "removed through the leave URL");
-                    return Ok(Removal::Removed);
+    let urls = leave.urls(env);
+    super::retry_until(
+        Instant::now() + budget,
+        budget,
+        "member removal",
+        || async {
+            let mut last = String::from("no URL to call");
+            for url in &urls {
+                match http
+                    .request(leave.method.clone(), url)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status().is_success() => {
+                        tracing::info!(%url, "removed through the leave URL");
+                        return Ok(Removal::Removed);
+                    }
+                    Ok(response) if matches!(response.status().as_u16(), 404 | 410) => {
+                        return Ok(Removal::AlreadyGone)
+                    }
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let body = response.text().await.unwrap_or_default();
+                        last = MemberError::LeaveRefused { status, body }.to_string();
+                    }
+                    Err(error) => last = format!("{url}: {error}"),
                 }
-                Ok(response) if matches!(response.status().as_u16(), 404 | 410) => {
-                    return Ok(Removal::AlreadyGone)
-                }
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    last = MemberError::LeaveRefused { status, body }.to_string();
-                }
-                Err(error) => last = format!("{url}: {error}"),
             }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(MemberError::Deadline(budget, last))
+            Err(MemberError::Unreachable {
+                tried: urls.join(", "),
+                last,
+            })
+        },
+    )
+    .await
 }

@@ -11,7 +11,9 @@
 //! margin, and etcd's strict reconfiguration check refuses an add that would lose quorum.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use super::etcd::{host_of, Gateway, Member};
 use super::leave::{is_self, list_from_any, remove_member};
@@ -84,11 +86,29 @@ fn write_settings(dir: &Path, initial_cluster: &str) -> Result<(), MemberError> 
     std::fs::rename(&partial, &path).map_err(io(&path))
 }
 
-/// Runs the join decision for this pod, retrying cluster calls for at most `budget`.
+/// Runs the join decision for this pod; the whole of it, cluster calls and retries
+/// included, takes at most `budget`.
 pub async fn join(
     env: &MemberEnv,
     gateway: &Gateway,
     dir: &Path,
+    budget: Duration,
+) -> Result<JoinOutcome, MemberError> {
+    let deadline = Instant::now() + budget;
+    match tokio::time::timeout(budget, decide_and_join(env, gateway, dir, deadline, budget)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(MemberError::Deadline(
+            budget,
+            "the cluster did not answer in time".to_owned(),
+        )),
+    }
+}
+
+async fn decide_and_join(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    dir: &Path,
+    deadline: Instant,
     budget: Duration,
 ) -> Result<JoinOutcome, MemberError> {
     let Some(etcd) = &env.etcd else {
@@ -130,23 +150,13 @@ pub async fn join(
         }
     }
 
-    let deadline = Instant::now() + budget;
-    let mut last = String::from("no attempt");
-    while Instant::now() < deadline {
-        match join_once(env, etcd, gateway, &endpoints).await {
-            Ok(initial_cluster) => {
-                write_settings(dir, &initial_cluster)?;
-                tracing::info!(member = %env.pod_name, %initial_cluster, "joined the running cluster");
-                return Ok(JoinOutcome::Joined { initial_cluster });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "join not done yet; retrying");
-                last = error.to_string();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(MemberError::Deadline(budget, last))
+    let initial_cluster = super::retry_until(deadline, budget, "join", || {
+        join_once(env, etcd, gateway, &endpoints)
+    })
+    .await?;
+    write_settings(dir, &initial_cluster)?;
+    tracing::info!(member = %env.pod_name, %initial_cluster, "joined the running cluster");
+    Ok(JoinOutcome::Joined { initial_cluster })
 }
 
 async fn join_once(

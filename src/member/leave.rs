@@ -94,7 +94,6 @@ pub async fn remove_etcd(
     gateway: &Gateway,
     budget: Duration,
 ) -> Result<Removal, MemberError> {
-    let deadline = Instant::now() + budget;
     let Some(etcd) = &env.etcd else {
         return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
     };
@@ -105,19 +104,13 @@ pub async fn remove_etcd(
             .into_iter()
             .map(|host| format!("http://{host}:{}", etcd.client_port)),
     );
-
-    let mut last = String::from("no attempt");
-    while Instant::now() < deadline {
-        match remove_once(env, gateway, &endpoints).await {
-            Ok(removal) => return Ok(removal),
-            Err(error) => {
-                tracing::warn!(%error, "member removal not done yet; retrying");
-                last = error.to_string();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(MemberError::Deadline(budget, last))
+    super::retry_until(
+        tokio::time::Instant::now() + budget,
+        budget,
+        "member removal",
+        || remove_once(env, gateway, &endpoints),
+    )
+    .await
 }
 
 pub(crate) async fn list_from_any(

@@ -9,16 +9,36 @@ pub mod generic;
 pub mod join;
 pub mod leave;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
 pub const JOIN_ENV_FILE: &str = "etcd-join.env";
 
+/// Where an env var the helper reads comes from, for messages when it is missing.
+pub fn env_source(name: &str) -> &'static str {
+    match name {
+        "POD_NAME" => "the downward API field metadata.name",
+        "POD_NAMESPACE" => "the downward API field metadata.namespace",
+        "RAFT_ORDINAL" => {
+            "the downward API field metadata.labels['apps.kubernetes.io/pod-index'], a label the StatefulSet \
+             controller sets on its pods since Kubernetes 1.28"
+        }
+        _ => "a value raft-injector sets on the container",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
-    #[error("env var {0} is not set; is this running in a pod injected by raft-injector?")]
+    #[error(
+        "env var {0} is not set (it comes from {source}); is this running in a pod that raft-injector injected?",
+        source = env_source(.0)
+    )]
     MissingEnv(&'static str),
-    #[error("env var {name} is {value:?}: {why}")]
+    #[error("env var {name} is {value:?} ({why}); it comes from {source}", source = env_source(.name))]
     BadEnv {
         name: &'static str,
         value: String,
@@ -77,6 +97,35 @@ pub struct EtcdEnv {
     pub data_dir: PathBuf,
 }
 
+/// Runs `attempt` until it succeeds or `deadline` passes, cutting off an attempt that is
+/// still running then, so the whole call ends by the deadline. `budget` is what the
+/// caller was given, for the message.
+pub(crate) async fn retry_until<T, Fut>(
+    deadline: Instant,
+    budget: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, MemberError>
+where
+    Fut: Future<Output = Result<T, MemberError>>,
+{
+    let mut last = String::from("no answer from any member before the deadline");
+    while Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "{what} not done yet; retrying");
+                last = error.to_string();
+            }
+            Err(_) => break,
+        }
+        let pause =
+            Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+    }
+    Err(MemberError::Deadline(budget, last))
+}
+
 impl MemberEnv {
     /// Reads the env vars the webhook injected (and kubelet expanded).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<MemberEnv, MemberError> {
@@ -86,15 +135,18 @@ impl MemberEnv {
                 .ok_or(MemberError::MissingEnv(name))
         };
         let pod_name = need("POD_NAME")?;
-        let ordinal_text = get("RAFT_ORDINAL")
-            .filter(|v| !v.is_empty())
-            .or_else(|| pod_name.rsplit_once('-').map(|(_, o)| o.to_owned()))
-            .unwrap_or_default();
-        let ordinal: i32 = ordinal_text.parse().map_err(|_| MemberError::BadEnv {
-            name: "RAFT_ORDINAL",
-            value: ordinal_text.clone(),
-            why: "not a pod ordinal",
-        })?;
+        // The pod-index label is set since Kubernetes 1.28; before that, the pod name says.
+        let ordinal: i32 = match get("RAFT_ORDINAL").filter(|v| !v.is_empty()) {
+            Some(text) => text.parse().map_err(|_| MemberError::BadEnv {
+                name: "RAFT_ORDINAL",
+                value: text.clone(),
+                why: "not a pod ordinal",
+            })?,
+            None => pod_name
+                .rsplit_once('-')
+                .and_then(|(_, o)| o.parse().ok())
+                .ok_or(MemberError::MissingEnv("RAFT_ORDINAL"))?,
+        };
         let statefulset = pod_name
             .strip_suffix(&format!("-{ordinal}"))
             .ok_or(MemberError::BadEnv {
