@@ -7,9 +7,19 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${1:-$repo/.run/demo}
 mkdir -p "$dir/logs"
-bin=$repo/target/debug/raft-injector
+bin=${RAFT_INJECTOR_BIN:-$repo/target/debug/raft-injector}
 [[ -x $bin ]] || (cd "$repo" && cargo build --locked --bins)
 controlplane=$repo/tests/controlplane/run.sh
+
+# kubectl shows what users see; without one on PATH, use the control plane's own (the
+# kubectl of the same Kubernetes release, built into its multi-call binary).
+if ! command -v kubectl >/dev/null; then
+  shim=$dir/bin
+  mkdir -p "$shim"
+  printf '#!/bin/sh\nexec "%s" kubectl "$@"\n' "$("$controlplane" build)" >"$shim/kubectl"
+  chmod +x "$shim/kubectl"
+  export PATH="$shim:$PATH"
+fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
@@ -22,6 +32,11 @@ cleanup() {
 trap cleanup EXIT
 
 say "Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"
+# Every run starts from an empty cluster, so leftovers of an earlier run (or of one that was
+# interrupted) cannot get in the way.
+"$controlplane" down "$dir"
+rm -rf "${dir:?}/etcd" "$dir/pki" "$dir/ports.env" "$dir/logs" "$dir/webhook-certs"
+mkdir -p "$dir/logs"
 "$controlplane" up "$dir"
 export KUBECONFIG=$dir/kubeconfig
 
@@ -40,20 +55,35 @@ done
 curl -sf "http://127.0.0.1:$metrics/readyz" >/dev/null || { cat "$dir/logs/webhook.log"; exit 1; }
 
 # The shipped webhook configurations, pointed at the local process instead of the
-# in-cluster Service.
-kubectl apply -f "$repo/manifests/base/webhooks.yaml" >/dev/null
-bundle=$(base64 <"$dir/webhook-certs/ca.crt" | tr -d '\n')
-config() { printf '{"url":"https://127.0.0.1:%s%s","caBundle":"%s"}' "$port" "$1" "$bundle"; }
-kubectl patch mutatingwebhookconfiguration raft-injector --type json \
-  -p "[{\"op\":\"replace\",\"path\":\"/webhooks/0/clientConfig\",\"value\":$(config /mutate)}]" >/dev/null
-kubectl patch validatingwebhookconfiguration raft-injector --type json \
-  -p "[{\"op\":\"replace\",\"path\":\"/webhooks/0/clientConfig\",\"value\":$(config /validate)},
-       {\"op\":\"replace\",\"path\":\"/webhooks/1/clientConfig\",\"value\":$(config /validate)}]" >/dev/null
-sleep 1 # the API server picks up webhook configurations asynchronously
+# in-cluster Service (same selectors and rules; clientConfig.url instead of .service).
+python3 - "$repo/manifests/base/webhooks.yaml" "$port" "$dir/webhook-certs/ca.crt" >"$dir/webhooks.json" <<'PY'
+import base64, json, subprocess, sys
+shipped, port, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+# kubectl converts the YAML, so no YAML library is needed here.
+text = subprocess.run(["kubectl", "create", "--dry-run=client", "-o", "json", "-f", shipped],
+                      check=True, capture_output=True, text=True).stdout
+docs, at, decoder = [], 0, json.JSONDecoder()
+while text[at:].strip():  # one JSON object per document, back to back
+    doc, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+    docs.append(doc)
+bundle = base64.b64encode(open(ca, "rb").read()).decode()
+for doc in docs:
+    for hook in doc["webhooks"]:
+        path = hook["clientConfig"]["service"]["path"]
+        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+PY
+kubectl apply -f "$dir/webhooks.json" >/dev/null
 
 say "Opting a namespace in"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 show kubectl label namespace demo raft-injector.io/injection=enabled --overwrite
+# The API server picks up webhook configurations asynchronously: wait until a denial shows.
+for _ in $(seq 1 50); do
+  probe=$(kubectl apply --dry-run=server -n demo -f "$repo/examples/denied-even-replicas.yaml" 2>&1 || true)
+  [[ $probe == *validate.raft-injector.io* ]] && break
+  sleep 0.2
+done
 
 say "Applying examples/etcd.yaml: a Service and a StatefulSet labelled raft-injector.io/raft=true"
 show kubectl apply -n demo -f "$repo/examples/etcd.yaml"

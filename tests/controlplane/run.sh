@@ -5,7 +5,8 @@
 #
 #   run.sh build          build (or reuse) the controlplane binary; prints its path
 #   run.sh up DIR         start everything; writes DIR/kubeconfig (admin, system:masters)
-#   run.sh down DIR       stop everything `up DIR` started
+#   run.sh down DIR       stop everything `up DIR` started (its data stays in DIR)
+#   run.sh reset DIR      down, then remove DIR: the next `up DIR` starts an empty cluster
 #   run.sh status DIR     exit 0 when the API server in DIR answers /readyz
 #
 # `up` and `down` are idempotent. There is no kubelet: pods are created and stay Pending.
@@ -70,12 +71,36 @@ readyz() {
     "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
 }
 
-wait_for() { # what, seconds, command...
-  local what=$1 seconds=$2
-  shift 2
+# The last lines of a component's log, indented, for error messages.
+log_tail() { # dir name
+  sed 's/^/    /' < <(tail -n 15 "$1/logs/$2.log" 2>/dev/null) >&2
+}
+
+# Dies naming the first started component that is no longer running, with its log: a
+# readiness probe of one component often fails because another one died.
+check_running() { # dir
+  local dir=$1 name
+  for name in etcd kube-apiserver kube-controller-manager; do
+    [[ -f $dir/pids/$name ]] || continue
+    if ! alive "$dir/pids/$name"; then
+      log "error: $name exited; the last lines of $dir/logs/$name.log:"
+      log_tail "$dir" "$name"
+      exit 1
+    fi
+  done
+}
+
+wait_for() { # dir what seconds command...
+  local dir=$1 what=$2 seconds=$3
+  shift 3
   local deadline=$((SECONDS + seconds))
   until "$@"; do
-    ((SECONDS < deadline)) || return 1
+    check_running "$dir"
+    if ((SECONDS >= deadline)); then
+      log "error: $what did not become ready within ${seconds}s; the last lines of $dir/logs/$what.log:"
+      log_tail "$dir" "$what"
+      exit 1
+    fi
     sleep 0.3
   done
   log "$what is up"
@@ -169,8 +194,7 @@ EOF
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "controlplane=http://127.0.0.1:$ETCD_PEER_PORT" --quota-backend-bytes 2147483648 \
     --unsafe-no-fsync
-  wait_for etcd 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" \
-    || die "etcd did not start; see $dir/logs/etcd.log"
+  wait_for "$dir" etcd 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
   start "$dir" kube-apiserver "$bin" kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -184,8 +208,7 @@ EOF
     --enable-priority-and-fairness=false \
     --profiling=false \
     --cert-dir "$dir/pki/generated"
-  wait_for kube-apiserver 120 readyz "$dir" \
-    || die "kube-apiserver did not become ready; see $dir/logs/kube-apiserver.log"
+  wait_for "$dir" kube-apiserver 120 readyz "$dir"
 
   kubeconfig "$dir" admin "$dir/kubeconfig"
   kubeconfig "$dir" controller-manager "$dir/controller-manager.kubeconfig"
@@ -197,8 +220,7 @@ EOF
     --secure-port 0
   # The serviceaccount controller creating "default" is the sign that the controllers run.
   default_account() { KUBECONFIG="$dir/kubeconfig" kubectl get serviceaccount default -o name >/dev/null 2>&1; }
-  wait_for kube-controller-manager 90 default_account \
-    || die "kube-controller-manager did not start; see $dir/logs/kube-controller-manager.log"
+  wait_for "$dir" kube-controller-manager 90 default_account
   log "ready: KUBECONFIG=$dir/kubeconfig"
 }
 
@@ -222,6 +244,7 @@ case ${1:-} in
   build) build ;;
   up) [[ -n ${2:-} ]] || die "usage: run.sh up DIR"; up "$2" ;;
   down) [[ -n ${2:-} ]] || die "usage: run.sh down DIR"; down "$2" ;;
+  reset) [[ -n ${2:-} ]] || die "usage: run.sh reset DIR"; down "$2"; rm -rf "$2" ;;
   status) [[ -n ${2:-} ]] || die "usage: run.sh status DIR"; readyz "$(cd "$2" && pwd)" ;;
-  *) die "usage: run.sh build | up DIR | down DIR | status DIR" ;;
+  *) die "usage: run.sh build | up DIR | down DIR | reset DIR | status DIR" ;;
 esac
