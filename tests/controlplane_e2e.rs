@@ -390,3 +390,176 @@ fn shipped_manifests_are_accepted_by_the_api_server() {
         assert!(stdout.contains(kind), "{kind} missing: {stdout}");
     }
 }
+
+/// The value of a metric line that starts with `prefix`, summed over its matches.
+fn metric_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn hostile_replica_counts_are_denied_everywhere_and_the_webhook_stays_up() {
+    let plane = cluster();
+    let webhook = common::controlplane::webhook();
+    let pid = webhook.server_pid();
+    let ns = namespace(plane, "bounds", true);
+    let example = common::read("examples/etcd.yaml");
+    let with = |replicas: &str| {
+        let manifest = example.replace("replicas: 3", &format!("replicas: {replicas}"));
+        assert_ne!(manifest, example);
+        manifest
+    };
+    let hostile = ["2147483647", "99999", "-1", "100"];
+    let says_why = |stderr: &str, replicas: &str| {
+        // Ours for the large counts; for a negative one the API server's own validation
+        // may speak first (it runs between the mutating and the validating webhooks).
+        stderr.contains(&format!("spec.replicas is {replicas}"))
+            || (replicas.starts_with('-') && stderr.contains("spec.replicas: Invalid value: -1"))
+    };
+
+    // CREATE.
+    for replicas in hostile {
+        let (ok, _, stderr) = apply(plane, &ns, &with(replicas), &[]);
+        assert!(!ok, "replicas {replicas} was created");
+        assert!(says_why(&stderr, replicas), "{replicas}: {stderr}");
+        assert!(stderr.len() < 4096, "{} bytes: {stderr:.500}", stderr.len());
+        assert!(get(plane, &ns, "statefulset/etcd").is_none());
+    }
+    // UPDATE of a healthy cluster.
+    let (ok, _, stderr) = apply(plane, &ns, &example, &[]);
+    assert!(ok, "{stderr}");
+    for replicas in hostile {
+        let (ok, _, stderr) = apply(plane, &ns, &with(replicas), &[]);
+        assert!(!ok, "update to {replicas} was stored");
+        assert!(says_why(&stderr, replicas), "{replicas}: {stderr}");
+        assert_eq!(statefulset(plane, &ns, "etcd")["spec"]["replicas"], 3);
+    }
+    // The scale subresource, through kubectl scale and a raw patch of statefulsets/scale.
+    for replicas in ["2147483647", "99999", "100"] {
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "scale",
+                "-n",
+                &ns,
+                "statefulset/etcd",
+                &format!("--replicas={replicas}"),
+            ],
+            None,
+        );
+        assert!(!ok, "scale to {replicas} was allowed");
+        assert!(
+            stderr.contains("scale.raft-injector.io") && says_why(&stderr, replicas),
+            "{replicas}: {stderr}"
+        );
+    }
+    for replicas in hostile {
+        let patch = format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#);
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "patch",
+                "-n",
+                &ns,
+                "statefulset/etcd",
+                "--subresource=scale",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+            None,
+        );
+        assert!(!ok, "scale patch to {replicas} was allowed");
+        assert!(says_why(&stderr, replicas), "{replicas}: {stderr}");
+        assert_eq!(statefulset(plane, &ns, "etcd")["spec"]["replicas"], 3);
+    }
+    // Scale-up by more than two at once, and the allowed step.
+    let (ok, _, stderr) = run(
+        plane,
+        &["scale", "-n", &ns, "statefulset/etcd", "--replicas=7"],
+        None,
+    );
+    assert!(
+        !ok && stderr.contains("adding 4 members in one step"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(
+        plane,
+        &["scale", "-n", &ns, "statefulset/etcd", "--replicas=5"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+
+    assert_eq!(webhook.server_pid(), pid, "the webhook never restarted");
+    let rss = webhook.rss_kib();
+    assert!(rss < 64 * 1024, "webhook RSS is {rss} KiB");
+    eprintln!("webhook RSS after the hostile requests: {rss} KiB");
+    let metrics = webhook.metrics();
+    let all = metric_sum(&metrics, "raft_injector_admission_response_bytes_count");
+    let small = metric_sum(
+        &metrics,
+        "raft_injector_admission_response_bytes_bucket{le=\"65536.0\"",
+    );
+    assert!(all > 0.0, "{metrics}");
+    assert_eq!(
+        small, all,
+        "every response body is under 64 KiB:\n{metrics}"
+    );
+}
+
+#[test]
+fn set_env_over_an_injected_variable_warns_and_a_flavor_change_is_denied() {
+    let plane = cluster();
+    let ns = namespace(plane, "frozen", true);
+    let (ok, _, stderr) = apply(plane, &ns, &common::read("examples/etcd.yaml"), &[]);
+    assert!(ok, "{stderr}");
+    let status_before = statefulset(plane, &ns, "etcd")["metadata"]["annotations"]
+        ["raft-injector.io/status"]
+        .clone();
+
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "set",
+            "env",
+            "-n",
+            &ns,
+            "statefulset/etcd",
+            "RAFT_PEERS=elsewhere:2380",
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("Warning: StatefulSet")
+            && stderr.contains("has env RAFT_PEERS = \"elsewhere:2380\""),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "annotate",
+            "-n",
+            &ns,
+            "statefulset/etcd",
+            "--overwrite",
+            "raft-injector.io/flavor=generic",
+        ],
+        None,
+    );
+    assert!(!ok, "the flavor change was stored");
+    assert!(stderr.contains("was injected for \"etcd\""), "{stderr}");
+    let sts = statefulset(plane, &ns, "etcd");
+    assert_eq!(
+        sts["metadata"]["annotations"]["raft-injector.io/flavor"],
+        "etcd"
+    );
+    assert_eq!(
+        sts["metadata"]["annotations"]["raft-injector.io/status"], status_before,
+        "the status annotation still describes what is injected"
+    );
+}

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::DynamicObject;
@@ -160,7 +160,25 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
             warnings,
             started.elapsed(),
         );
-        Json(response.into_review()).into_response()
+        let body = match serde_json::to_vec(&response.into_review()) {
+            Ok(body) => body,
+            Err(error) => {
+                let message = format!("the AdmissionReview could not be serialized: {error}");
+                return reject(
+                    &state,
+                    webhook,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    message,
+                    started,
+                );
+            }
+        };
+        state.metrics.response_size(webhook.as_str(), body.len());
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
     .instrument(span)
     .await

@@ -88,6 +88,7 @@ pub struct Metrics {
     cert_reloads: Family<ReloadLabels, Counter>,
     connections: Gauge,
     closed: Family<ClosedLabels, Counter>,
+    response_bytes: Family<WebhookLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -134,8 +135,20 @@ impl Default for Metrics {
             "HTTPS connections the server closed or refused, by reason",
             closed.clone(),
         );
+        let response_bytes = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            // 1 KiB .. 1 MiB: a denial or a patch is a few KiB.
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1024.0, 4.0, 6,
+            ))
+        });
+        registry.register(
+            "admission_response_bytes",
+            "Size of the AdmissionReview bodies sent back",
+            response_bytes.clone(),
+        );
         Metrics {
             registry,
+            response_bytes,
             requests,
             duration,
             warnings,
@@ -182,6 +195,14 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    pub fn response_size(&self, webhook: &str, bytes: usize) {
+        self.response_bytes
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_owned(),
+            })
+            .observe(bytes as f64);
     }
 
     pub fn connections_open(&self, open: usize) {

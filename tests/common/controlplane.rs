@@ -122,6 +122,30 @@ impl Webhook {
         panic!("the webhook did not become ready on {url}");
     }
 
+    /// PID of the `raft-injector serve` process (the wrapper shell's only child).
+    pub fn server_pid(&self) -> u32 {
+        let shell = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("the webhook process is gone (shell {shell} has no child)"))
+    }
+
+    /// Resident memory of the serve process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
+            .expect("the webhook process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS is reported")
+    }
+
     pub fn metrics(&self) -> String {
         let out = Command::new("curl")
             .args([
@@ -177,8 +201,14 @@ impl Drop for Webhook {
 }
 
 /// The control plane with one webhook per test binary registered and taking effect.
+static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
+
+/// The webhook [`with_webhook`] started.
+pub fn webhook() -> &'static Webhook {
+    WEBHOOK.get().expect("with_webhook was called first")
+}
+
 pub fn with_webhook(name: &str) -> &'static ControlPlane {
-    static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
     let plane = control_plane();
     WEBHOOK.get_or_init(|| {
         let webhook = Webhook::start(plane, name);
