@@ -46,6 +46,12 @@ pub struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// SHA-256 of the leaf certificate's DER, as `openssl x509 -outform der | sha256sum` prints it.
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: String,
 }
@@ -89,6 +95,8 @@ pub struct Metrics {
     connections: Gauge,
     closed: Family<ClosedLabels, Counter>,
     response_bytes: Family<WebhookLabels, Histogram>,
+    certificate: Family<CertificateLabels, Gauge>,
+    certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -146,9 +154,23 @@ impl Default for Metrics {
             "Size of the AdmissionReview bodies sent back",
             response_bytes.clone(),
         );
+        let certificate = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "serving_certificate_info",
+            "The serving certificate in use (1), by fingerprint; certs/install.sh waits on it",
+            certificate.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            certificate_expiry.clone(),
+        );
         Metrics {
             registry,
             response_bytes,
+            certificate,
+            certificate_expiry,
             requests,
             duration,
             warnings,
@@ -195,6 +217,23 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// Records the leaf certificate (DER) now being served.
+    pub fn serving_certificate(&self, der: &[u8]) {
+        use sha2::{Digest, Sha256};
+        let sha256 = Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.certificate.clear();
+        self.certificate
+            .get_or_create(&CertificateLabels { sha256 })
+            .set(1);
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+            self.certificate_expiry
+                .set(cert.validity().not_after.timestamp());
+        }
     }
 
     pub fn response_size(&self, webhook: &str, bytes: usize) {

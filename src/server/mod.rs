@@ -106,6 +106,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let readiness = Arc::new(Readiness::default());
 
     let reloader = CertReloader::load(config.certs.clone())?;
+    if let Some(der) = reloader.current_certificate() {
+        metrics.serving_certificate(&der);
+    }
     readiness.certs_loaded.store(true, Ordering::Release);
     let tls = Arc::new(tls::server_config(reloader.clone())?);
     tokio::spawn(reloader.watch(config.cert_reload_interval, metrics.clone()));

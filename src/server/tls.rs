@@ -144,6 +144,9 @@ impl CertReloader {
                 Ok(Ok(false)) => {}
                 Ok(Ok(true)) => {
                     metrics.cert_reload(true);
+                    if let Some(der) = self.current_certificate() {
+                        metrics.serving_certificate(&der);
+                    }
                     tracing::info!(cert = %self.paths.cert.display(), "serving certificate reloaded");
                 }
                 Ok(Err(error)) => {
