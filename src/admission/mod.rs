@@ -3,6 +3,7 @@
 
 mod decide;
 mod settle;
+pub mod wire;
 
 pub use decide::{decide, respond, AdmissionError, Webhook};
 pub use settle::settle;

@@ -160,7 +160,7 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
             warnings,
             started.elapsed(),
         );
-        let body = match serde_json::to_vec(&response.into_review()) {
+        let body = match crate::admission::wire::to_json(&response) {
             Ok(body) => body,
             Err(error) => {
                 let message = format!("the AdmissionReview could not be serialized: {error}");

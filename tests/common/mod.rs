@@ -170,21 +170,20 @@ pub async fn respond(app: axum::Router, path: &str, review: &Value) -> Value {
     body["response"].clone()
 }
 
-/// The decoded JSONPatch of a response (empty when there is none). kube-core encodes
-/// the patch bytes as a JSON array of numbers, which the API server's decoder accepts.
+/// The decoded JSONPatch of a response (empty when there is none): base64 of the JSON, as
+/// the API specifies.
 pub fn patch_of(response: &Value) -> json_patch::Patch {
-    match response["patch"].as_array() {
-        None => json_patch::Patch(Vec::new()),
-        Some(bytes) => {
+    use base64::Engine as _;
+    match response["patch"].as_str() {
+        None => {
+            assert!(response["patch"].is_null(), "patch is base64: {response}");
+            json_patch::Patch(Vec::new())
+        }
+        Some(encoded) => {
             assert_eq!(response["patchType"], "JSONPatch");
-            let bytes: Vec<u8> = bytes
-                .iter()
-                .map(|b| {
-                    b.as_u64()
-                        .and_then(|b| u8::try_from(b).ok())
-                        .expect("a byte")
-                })
-                .collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("patch is base64");
             serde_json::from_slice(&bytes).expect("patch is JSONPatch")
         }
     }
