@@ -9,7 +9,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint test e2e-up e2e-down demo bench clean
+.PHONY: all build release lint test e2e-up e2e-down demo bench fuzz clean
 
 all: build
 
@@ -40,6 +40,12 @@ demo: build
 
 bench:
 	cargo bench --locked
+
+# Many more fuzz cases than `make test` runs, on an optimized build; bounded by FUZZ_SECONDS.
+FUZZ_CASES ?= 50000
+FUZZ_SECONDS ?= 1800
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) cargo test --locked --release --test fuzz
 
 clean:
 	-$(CONTROLPLANE) down $(RAFT_E2E_DIR)

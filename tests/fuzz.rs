@@ -272,7 +272,7 @@ fn yaml_inputs_mutated_at_random_places() {
             let namespace = raft_injector::offline::DefaultNamespace::Flag("default".into());
             for inject in [false, true] {
                 if let Ok(report) = raft_injector::offline::run(
-                    &[input.clone()],
+                    std::slice::from_ref(&input),
                     &common::settings(),
                     &namespace,
                     inject,
