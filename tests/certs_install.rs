@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::controlplane::{control_plane, kubectl, namespace, run, ControlPlane};
+use common::controlplane::{apply_shipped_webhooks, control_plane, namespace, run, ControlPlane};
 use serde_json::Value;
 
 struct Install<'a> {
@@ -115,23 +115,14 @@ fn verifies(ca: &Path, leaf: &Path) -> bool {
 /// Webhook configurations like the shipped ones, named `name`, calling a Service in `ns`
 /// and selecting no object at all.
 fn register(plane: &ControlPlane, ns: &str, name: &str) {
-    let mut docs = Vec::new();
-    for mut doc in common::yaml_docs("manifests/base/webhooks.yaml") {
+    apply_shipped_webhooks(plane, |doc| {
         doc["metadata"]["name"] = Value::from(name);
         for hook in doc["webhooks"].as_array_mut().unwrap() {
             hook["clientConfig"]["service"]["namespace"] = Value::from(ns);
             hook["objectSelector"] =
                 serde_json::json!({"matchLabels": {"raft-injector.io/test-never": "selected"}});
         }
-        docs.push(doc);
-    }
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
-    let out = kubectl(plane, &["apply", "-f", "-"], Some(&list.to_string()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    });
 }
 
 #[test]

@@ -261,15 +261,7 @@ fn an_injected_env_var_changed_later_is_warned_about() {
     let (sts, svc) = etcd();
     let mut stored = injected(&sts, &svc);
     // What `kubectl set env statefulset/etcd RAFT_PEERS=...` does to the template.
-    let container = &mut stored
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let container = common::first_container(&mut stored);
     let peers = container
         .env
         .as_mut()
@@ -291,15 +283,7 @@ fn an_injected_env_var_changed_later_is_warned_about() {
 #[test]
 fn a_repeated_env_var_is_warned_about_once() {
     let (mut sts, svc) = etcd();
-    let container = &mut sts
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let container = common::first_container(&mut sts);
     let env = container.env.get_or_insert_with(Vec::new);
     for _ in 0..10_000 {
         env.push(serde_json::from_value(json!({"name": "RAFT_PORT", "value": "7000"})).unwrap());

@@ -302,15 +302,7 @@ fn etcd_flavor_sets_the_etcd_configuration() {
 #[test]
 fn user_set_values_are_never_overwritten() {
     let (mut sts, svc) = etcd();
-    let container = &mut sts
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let container = common::first_container(&mut sts);
     container.env.as_mut().unwrap().push(EnvVar {
         name: "ETCD_LISTEN_CLIENT_URLS".to_owned(),
         value: Some("http://127.0.0.1:2379".to_owned()),

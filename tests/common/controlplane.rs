@@ -170,9 +170,8 @@ impl Webhook {
     pub fn register(&self, plane: &ControlPlane) {
         let ca = std::fs::read(self.certs.join("ca.crt")).expect("ca.crt");
         let bundle = base64(&ca);
-        let mut docs = Vec::new();
-        for mut value in super::yaml_docs("manifests/base/webhooks.yaml") {
-            for hook in value["webhooks"].as_array_mut().expect("webhooks") {
+        apply_shipped_webhooks(plane, |doc| {
+            for hook in doc["webhooks"].as_array_mut().expect("webhooks") {
                 let path = hook["clientConfig"]["service"]["path"]
                     .as_str()
                     .expect("a path")
@@ -182,16 +181,21 @@ impl Webhook {
                     "caBundle": bundle,
                 });
             }
-            docs.push(value);
-        }
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
-        let out = kubectl(plane, &["apply", "-f", "-"], Some(&list.to_string()));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        });
     }
+}
+
+/// Applies the shipped webhook configurations, each first changed by `edit`.
+pub fn apply_shipped_webhooks(plane: &ControlPlane, mut edit: impl FnMut(&mut Value)) {
+    let mut docs = super::yaml_docs("manifests/base/webhooks.yaml");
+    docs.iter_mut().for_each(&mut edit);
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    let out = kubectl(plane, &["apply", "-f", "-"], Some(&list.to_string()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Webhook {

@@ -85,6 +85,19 @@ pub fn inject_text(name: &str, text: &str) -> raft_injector::offline::Report {
     .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The first container of a StatefulSet's pod template, to edit in a test.
+pub fn first_container(sts: &mut StatefulSet) -> &mut k8s_openapi::api::core::v1::Container {
+    &mut sts
+        .spec
+        .as_mut()
+        .expect("a spec")
+        .template
+        .spec
+        .as_mut()
+        .expect("a pod spec")
+        .containers[0]
+}
+
 pub fn settings() -> Settings {
     Settings {
         helper_image: "registry.example/raft-injector:test".to_owned(),
