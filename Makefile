@@ -9,7 +9,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint test e2e-up e2e-down demo bench fuzz clean
+.PHONY: all build release lint test e2e-up e2e-down demo bench bench-load fuzz clean
 
 all: build
 
@@ -40,6 +40,10 @@ demo: build
 
 bench:
 	cargo bench --locked
+
+# raft-injector against agnhost (the Go webhook of the Kubernetes e2e tests), side by side.
+bench-load:
+	benches/load/run.sh $(RUN_DIR)/bench-load
 
 # Many more fuzz cases than `make test` runs, on an optimized build; bounded by FUZZ_SECONDS.
 FUZZ_CASES ?= 50000
