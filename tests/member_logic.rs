@@ -340,7 +340,7 @@ mod deadlines {
         let took = started.elapsed();
         assert!(error.to_string().contains("gave up after 2s"), "{error}");
         // Each call to the silent peer would take 3 s; the budget cuts it off.
-        assert!(took < budget + Duration::from_millis(500), "took {took:?}");
+        assert!(took < budget + Duration::from_secs(1), "took {took:?}");
         assert!(!dir.path().join("etcd-join.env").exists());
     }
 }
