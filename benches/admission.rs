@@ -119,10 +119,12 @@ fn main() {
         settings: Arc::new(settings.clone()),
         metrics: Arc::new(Metrics::default()),
         cache_grace: Duration::ZERO,
-        body_timeout: std::time::Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
     });
     let review = std::fs::read_to_string("tests/data/create-etcd.json").unwrap();
+    // The router bounds body reads in time, as `serve`'s runtime allows.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     for path in ["/mutate", "/validate"] {
