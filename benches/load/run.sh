@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# `make bench-load`: raft-injector's /mutate and /validate against agnhost, the Go webhook the
+# Kubernetes e2e tests use (built from the same k8s.io/kubernetes pin as the local control
+# plane), driven by the same client (oha) with the same AdmissionReviews, side by side in one
+# run. Each server in turn is pinned to CPU 1 and the client to CPU 0. Prints one table:
+# req/s, latency percentiles, server CPU per request, and the raft/agnhost ratio per row.
+# Then: the webhook's latency as kube-apiserver records it during a burst of dry-run applies,
+# and the webhook's RSS idle, after load, and with a large cluster cached.
+#
+#   benches/load/run.sh [DIR]      (DIR: work directory, default .run/bench-load)
+#
+# Every loop is bounded: BENCH_SECONDS per row (default 5), BENCH_SOAK_REQUESTS for the
+# memory check (default 1000000), BENCH_LARGE=0 to skip the large-cluster step. All traffic
+# stays on 127.0.0.1.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+dir=${1:-$repo/.run/bench-load}
+seconds=${BENCH_SECONDS:-5}
+soak=${BENCH_SOAK_REQUESTS:-1000000}
+large=${BENCH_LARGE:-1}
+cache=${RAFT_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raft-injector}
+controlplane=$repo/tests/controlplane/run.sh
+oha_version=1.16.0
+
+log() { printf '[bench-load] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+(($(nproc) >= 2)) || die "needs 2 CPUs: one for the server, one for the client"
+
+# --- Tools, built once and cached by their sources -------------------------------------------
+agnhost_bin() {
+  local key
+  key=$(cat "$repo/benches/load/agnhost/go.mod" "$repo/benches/load/agnhost/go.sum" | sha256sum | cut -c1-16)
+  local bin=$cache/agnhost-$key
+  if [[ ! -x $bin ]]; then
+    log "building agnhost from k8s.io/kubernetes (first run only)"
+    mkdir -p "$cache"
+    (cd "$repo/benches/load/agnhost" && CGO_ENABLED=0 GOSUMDB=off GOFLAGS=-mod=readonly \
+      go build -trimpath -o "$bin.partial" k8s.io/kubernetes/test/images/agnhost) || die "agnhost build failed"
+    mv "$bin.partial" "$bin"
+  fi
+  echo "$bin"
+}
+oha_bin() {
+  local root=$cache/oha-$oha_version
+  if [[ ! -x $root/bin/oha ]]; then
+    log "installing oha $oha_version from crates.io (first run only)"
+    cargo install --quiet --locked --root "$root" oha --version "$oha_version" >&2 || die "cargo install oha failed"
+  fi
+  echo "$root/bin/oha"
+}
+
+mkdir -p "$dir/logs"
+agnhost=$(agnhost_bin)
+oha=$(oha_bin)
+(cd "$repo" && cargo build --quiet --locked --release --bins) || die "cargo build failed"
+raft=$repo/target/release/raft-injector
+
+# --- The local control plane, which the webhook's caches watch, and the inputs ---------------
+"$controlplane" up "$dir/cp" >&2
+export KUBECONFIG=$dir/cp/kubeconfig
+"$raft" certs --ip 127.0.0.1 --out "$dir/certs" 2>/dev/null
+python3 "$repo/benches/load/reviews.py" "$repo" "$raft" "$dir"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$controlplane" down "$dir/cp" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+kubectl apply -f "$repo/examples/etcd.yaml" -n default >/dev/null
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+wait_https() { # port path
+  for _ in $(seq 1 100); do
+    curl -sk -o /dev/null -X POST --data-binary @"$dir/create.json" "https://127.0.0.1:$1$2" && return
+    sleep 0.1
+  done
+  die "no server on port $1"
+}
+
+start_raft() {
+  local port=$1 metrics
+  metrics=$(free_port)
+  taskset -c 1 "$raft" serve --addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$metrics" \
+    --tls-cert "$dir/certs/tls.crt" --tls-key "$dir/certs/tls.key" --max-connections 4096 \
+    >"$dir/logs/raft-injector.log" 2>&1 &
+  pids+=($!)
+  echo $!
+}
+start_agnhost() {
+  local port=$1
+  taskset -c 1 "$agnhost" webhook --tls-cert-file "$dir/certs/tls.crt" \
+    --tls-private-key-file "$dir/certs/tls.key" --port "$port" >"$dir/logs/agnhost.log" 2>&1 &
+  pids+=($!)
+  echo $!
+}
+
+# One row: oha against one server; appends a JSON line to results.
+measure() { # name server pid port path body http conns streams
+  local name=$1 server=$2 pid=$3 port=$4 path=$5 body=$6 http=$7 conns=$8 streams=$9
+  local args=(-z "${seconds}s" -c "$conns" -m POST -T application/json -D "$body" --insecure
+    --no-tui --output-format json)
+  [[ $http == h2 ]] && args+=(--http2 -p "$streams")
+  local before after
+  before=$(cpu_ticks "$pid")
+  taskset -c 0 "$oha" "${args[@]}" "https://127.0.0.1:$port$path" >"$dir/oha.json" 2>"$dir/logs/oha.log" \
+    || die "oha failed: $(cat "$dir/logs/oha.log")"
+  after=$(cpu_ticks "$pid")
+  python3 - "$dir/oha.json" "$name" "$server" "$((after - before))" "$(getconf CLK_TCK)" >>"$dir/results.jsonl" <<'PY'
+import json, sys
+path, name, server, ticks, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+r = json.load(open(path))
+summary, pct = r["summary"], r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+ok = sum(v for k, v in codes.items() if k == "200")
+total = sum(codes.values())
+print(json.dumps({
+    "row": name, "server": server, "rps": summary["requestsPerSec"],
+    "p50": pct["p50"] * 1e3, "p99": pct["p99"] * 1e3, "p999": pct.get("p99.9", pct["p99"]) * 1e3,
+    "cpu_us": ticks / hz * 1e6 / max(ok, 1), "ok": ok, "total": total,
+}))
+PY
+}
+
+rows=(
+  "h1 1 1" "h1 8 1" "h1 64 1"
+  "h2 1 1" "h2 1 8" "h2 1 64"
+)
+: >"$dir/results.jsonl"
+for server in raft-injector agnhost; do
+  port=$(free_port)
+  if [[ $server == raft-injector ]]; then pid=$(start_raft "$port"); else pid=$(start_agnhost "$port"); fi
+  wait_https "$port" "$([[ $server == raft-injector ]] && echo /validate || echo /always-deny)"
+  [[ $server == raft-injector ]] && idle_rss=$(rss_kib "$pid")
+  for webhook in mutate validate; do
+    for kind in create update; do
+      for row in "${rows[@]}"; do
+        read -r http conns streams <<<"$row"
+        if [[ $server == raft-injector ]]; then path=/$webhook; else
+          path=$([[ $webhook == mutate ]] && echo /add-label || echo /always-deny); fi
+        label="$webhook $kind $http c=$conns s=$streams"
+        log "$server: $label"
+        measure "$label" "$server" "$pid" "$port" "$path" "$dir/$kind.json" "$http" "$conns" "$streams"
+      done
+    done
+  done
+  if [[ $server == raft-injector ]]; then
+    loaded_rss=$(rss_kib "$pid")
+    raft_pid=$pid raft_port=$port
+  else
+    kill "$pid"
+  fi
+done
+
+python3 - "$dir/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {(r["row"], r["server"]): r for r in rows}
+names = list(dict.fromkeys(r["row"] for r in rows))
+print()
+print("| case | raft req/s | agnhost req/s | ratio | raft p50/p99/p99.9 ms | agnhost p50/p99/p99.9 ms | raft CPU µs/req | agnhost CPU µs/req | CPU ratio |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n in names:
+    a, b = by.get((n, "raft-injector")), by.get((n, "agnhost"))
+    if not a or not b:
+        continue
+    lat = lambda r: f'{r["p50"]:.2f}/{r["p99"]:.2f}/{r["p999"]:.2f}'
+    print(f'| {n} | {a["rps"]:,.0f} | {b["rps"]:,.0f} | {a["rps"]/b["rps"]:.2f}× | {lat(a)} | {lat(b)} | '
+          f'{a["cpu_us"]:.0f} | {b["cpu_us"]:.0f} | {a["cpu_us"]/b["cpu_us"]:.2f}× |')
+bad = [r for r in rows if r["ok"] != r["total"]]
+for r in bad:
+    print(f'note: {r["server"]} {r["row"]}: {r["total"] - r["ok"]} of {r["total"]} answers were not 200')
+PY
+
+# --- Through kube-apiserver: 8 concurrent appliers, dry run ----------------------------------
+log "through kube-apiserver: 8 concurrent appliers"
+python3 - "$repo/manifests/base/webhooks.yaml" "$raft_port" "$dir/certs/ca.crt" "$dir" <<'PY'
+import base64, json, subprocess, sys
+shipped, port, ca, out = sys.argv[1:5]
+text = subprocess.run(["kubectl", "create", "--dry-run=client", "-o", "json", "-f", shipped],
+                      check=True, capture_output=True, text=True).stdout
+docs, at, dec = [], 0, json.JSONDecoder()
+while text[at:].strip():
+    doc, at = dec.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+    docs.append(doc)
+bundle = base64.b64encode(open(ca, "rb").read()).decode()
+for doc in docs:
+    for hook in doc["webhooks"]:
+        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{hook['clientConfig']['service']['path']}", "caBundle": bundle}
+json.dump({"apiVersion": "v1", "kind": "List", "items": docs}, open(f"{out}/webhooks.json", "w"))
+PY
+kubectl apply -f "$dir/webhooks.json" >/dev/null
+kubectl create namespace bench --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label namespace bench raft-injector.io/injection=enabled --overwrite >/dev/null
+kubectl apply -n bench -f "$repo/examples/etcd.yaml" >/dev/null 2>&1 || true
+histogram() {
+  kubectl get --raw /metrics | grep '^apiserver_admission_webhook_admission_duration_seconds_bucket' \
+    | grep 'raft-injector.io' || true
+}
+histogram >"$dir/histogram-before.txt"
+appliers=()
+for _ in $(seq 1 8); do
+  (for _ in $(seq 1 25); do kubectl apply --dry-run=server -n bench -f "$repo/examples/etcd.yaml" >/dev/null 2>&1; done) &
+  appliers+=($!)
+done
+wait "${appliers[@]}"
+histogram >"$dir/histogram-after.txt"
+python3 - "$dir/histogram-before.txt" "$dir/histogram-after.txt" <<'PY'
+import re, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'.*name="([^"]+)".*le="([^"]+)".*\} (\S+)', line)
+        if m:
+            out.setdefault(m.group(1), {})
+            out[m.group(1)][m.group(2)] = out[m.group(1)].get(m.group(2), 0) + float(m.group(3))
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+print()
+print("kube-apiserver's apiserver_admission_webhook_admission_duration_seconds during the burst (8 appliers × 25 dry-run applies):")
+for name, buckets in sorted(after.items()):
+    delta = {le: n - before.get(name, {}).get(le, 0) for le, n in buckets.items()}
+    total = delta.get("+Inf", 0)
+    if not total:
+        continue
+    p99 = next((le for le, n in sorted(((l, n) for l, n in delta.items() if l != "+Inf"), key=lambda x: float(x[0])) if n >= 0.99 * total), "+Inf")
+    shown = ", ".join(f"≤{le}s: {int(n)}" for le, n in sorted(((l, n) for l, n in delta.items() if l != "+Inf"), key=lambda x: float(x[0])))
+    print(f"  {name}: {int(total)} calls; p99 in the ≤{p99}s bucket ({shown})")
+PY
+
+# --- Memory -------------------------------------------------------------------------------------
+log "memory: $soak requests"
+taskset -c 0 "$oha" -n "$soak" -c 8 -m POST -T application/json -D "$dir/update.json" --insecure --no-tui \
+  --output-format json "https://127.0.0.1:$raft_port/mutate" >/dev/null 2>&1 || die "soak failed"
+soaked_rss=$(rss_kib "$raft_pid")
+large_rss=skipped
+if [[ $large == 1 ]]; then
+  log "a large cluster: 10,000 Services and 2,000 StatefulSets in 20 namespaces"
+  python3 "$repo/benches/load/large_cluster.py" "$dir/large"
+  for f in "$dir"/large/*.json; do kubectl create -f "$f" >/dev/null; done
+  # Until the watch events have arrived: RSS steady for 3 s in a row (at most 60 s).
+  last=0 steady=0
+  for _ in $(seq 1 60); do
+    now=$(rss_kib "$raft_pid")
+    if ((now - last < last / 100 && last - now < last / 100)); then steady=$((steady + 1)); else steady=0; fi
+    ((steady >= 3)) && break
+    last=$now
+    sleep 1
+  done
+  large_rss=$(rss_kib "$raft_pid")
+fi
+printf '\nraft-injector RSS: idle %s KiB, after the table %s KiB, after %s more requests %s KiB, with the large cluster cached %s KiB\n' \
+  "$idle_rss" "$loaded_rss" "$soak" "$soaked_rss" "$large_rss"
