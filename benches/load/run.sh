@@ -80,21 +80,22 @@ wait_https() { # port path
   die "no server on port $1"
 }
 
+# Each start_* sets $pid (not printed: a command substitution's subshell would lose $pids).
 start_raft() {
   local port=$1 metrics
   metrics=$(free_port)
   taskset -c 1 "$raft" serve --addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$metrics" \
     --tls-cert "$dir/certs/tls.crt" --tls-key "$dir/certs/tls.key" --max-connections 4096 \
     >"$dir/logs/raft-injector.log" 2>&1 &
-  pids+=($!)
-  echo $!
+  pid=$!
+  pids+=("$pid")
 }
 start_agnhost() {
   local port=$1
   taskset -c 1 "$agnhost" webhook --tls-cert-file "$dir/certs/tls.crt" \
     --tls-private-key-file "$dir/certs/tls.key" --port "$port" >"$dir/logs/agnhost.log" 2>&1 &
-  pids+=($!)
-  echo $!
+  pid=$!
+  pids+=("$pid")
 }
 
 # One row: oha against one server; appends a JSON line to results.
@@ -131,7 +132,7 @@ rows=(
 : >"$dir/results.jsonl"
 for server in raft-injector agnhost; do
   port=$(free_port)
-  if [[ $server == raft-injector ]]; then pid=$(start_raft "$port"); else pid=$(start_agnhost "$port"); fi
+  if [[ $server == raft-injector ]]; then start_raft "$port"; else start_agnhost "$port"; fi
   wait_https "$port" "$([[ $server == raft-injector ]] && echo /validate || echo /always-deny)"
   [[ $server == raft-injector ]] && idle_rss=$(rss_kib "$pid")
   for webhook in mutate validate; do
