@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client};
 
 use super::Lookup;
 
@@ -21,12 +22,59 @@ pub struct Caches {
     synced: Arc<AtomicBool>,
 }
 
-/// Drops what the rules never read, to keep the cache small in large clusters.
-fn slim<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    object
-        .annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
+/// The metadata the rules read: identity, and raft-injector's own labels and annotations.
+fn slim_meta(meta: &mut ObjectMeta) {
+    let ours = |key: &String| key.starts_with("raft-injector.io/");
+    let keep = |map: Option<std::collections::BTreeMap<String, String>>| {
+        map.map(|m| m.into_iter().filter(|(k, _)| ours(k)).collect())
+            .filter(|m: &std::collections::BTreeMap<String, String>| !m.is_empty())
+    };
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        labels: keep(meta.labels.take()),
+        annotations: keep(meta.annotations.take()),
+        ..ObjectMeta::default()
+    };
+}
+
+/// A Service as the rules read it (SPEC §2 rules 2–4, §4 peer port): the cache holds every
+/// Service of the cluster, so everything else is dropped.
+pub fn slim_service(service: &mut Service) {
+    slim_meta(&mut service.metadata);
+    service.status = None;
+    service.spec = service.spec.take().map(|spec| ServiceSpec {
+        cluster_ip: spec.cluster_ip,
+        selector: spec.selector,
+        publish_not_ready_addresses: spec.publish_not_ready_addresses,
+        ports: spec.ports.map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort {
+                    name: p.name,
+                    port: p.port,
+                    target_port: p.target_port,
+                    ..ServicePort::default()
+                })
+                .collect()
+        }),
+        ..ServiceSpec::default()
+    });
+}
+
+/// A StatefulSet as the scale subresource's rules read it: the opt-in label, the status
+/// annotation and the replica count. Pod templates are most of an object's size.
+pub fn slim_statefulset(sts: &mut StatefulSet) {
+    slim_meta(&mut sts.metadata);
+    sts.status = None;
+    sts.spec = sts.spec.take().map(|spec| StatefulSetSpec {
+        replicas: spec.replicas,
+        service_name: spec.service_name,
+        ..StatefulSetSpec::default()
+    });
 }
 
 impl Caches {
@@ -42,7 +90,7 @@ impl Caches {
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(slim);
+        .modify(slim_service);
         tokio::spawn(
             reflector::reflector(services_writer, service_events).for_each(|event| async move {
                 if let Err(error) = event {
@@ -54,7 +102,7 @@ impl Caches {
         let statefulset_events =
             watcher(Api::<StatefulSet>::all(client), watcher::Config::default())
                 .default_backoff()
-                .modify(slim);
+                .modify(slim_statefulset);
         tokio::spawn(
             reflector::reflector(statefulsets_writer, statefulset_events).for_each(
                 |event| async move {
