@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{accepts, app, check, lookup, patch_of, rejects, respond, services, settings};
+use common::{
+    accepts, annotate, app, check, lookup, patch_of, rejects, respond, services, settings,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use raft_injector::policy::scale::validate_scale;
@@ -26,13 +28,6 @@ fn with_replicas(sts: &StatefulSet, replicas: i32) -> StatefulSet {
     let mut sts = sts.clone();
     sts.spec.as_mut().unwrap().replicas = Some(replicas);
     sts
-}
-
-fn annotate(sts: &mut StatefulSet, key: &str, value: &str) {
-    sts.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(key.to_owned(), value.to_owned());
 }
 
 fn ctx<'a>(

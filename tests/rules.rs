@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{check, services, settings, statefulset};
+use common::{annotate, check, services, settings, statefulset};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Probe, Service};
 use raft_injector::policy::scale::validate_scale;
@@ -21,13 +21,6 @@ fn ratis() -> (StatefulSet, Service) {
 
 fn spec(sts: &mut StatefulSet) -> &mut k8s_openapi::api::apps::v1::StatefulSetSpec {
     sts.spec.as_mut().expect("example has a spec")
-}
-
-fn annotate(sts: &mut StatefulSet, key: &str, value: &str) {
-    sts.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(key.to_owned(), value.to_owned());
 }
 
 #[test]

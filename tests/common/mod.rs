@@ -85,6 +85,14 @@ pub fn inject_text(name: &str, text: &str) -> raft_injector::offline::Report {
     .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Sets annotation `key` on `sts`.
+pub fn annotate(sts: &mut StatefulSet, key: &str, value: &str) {
+    sts.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_owned(), value.to_owned());
+}
+
 /// The first container of a StatefulSet's pod template, to edit in a test.
 pub fn first_container(sts: &mut StatefulSet) -> &mut k8s_openapi::api::core::v1::Container {
     &mut sts
