@@ -1,25 +1,58 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane for raft-injector's tests and demo: real etcd,
-# kube-apiserver and kube-controller-manager (statefulset, serviceaccount and
-# garbage-collector controllers), all on loopback, built from Go modules.
+# A local one-node Kubernetes cluster for raft-injector's tests and demo, all built from Go
+# modules at one Kubernetes pin: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet and kube-proxy (one multi-call binary), Debian's containerd, runc
+# and CNI plugins, CoreDNS as a pod, and kube-controller-manager's host-path provisioner.
 #
 #   run.sh build          build (or reuse) the controlplane binary; prints its path
-#   run.sh up DIR         start everything; writes DIR/kubeconfig (admin, system:masters)
-#   run.sh down DIR       stop everything `up DIR` started (its data stays in DIR)
-#   run.sh reset DIR      down, then remove DIR: the next `up DIR` starts an empty cluster
+#   run.sh images         build (or reuse) the node's images (pause, etcd, CoreDNS); prints them
+#   run.sh up DIR         start everything; writes DIR/kubeconfig (admin, system:masters) and
+#                         returns when the node is Ready and cluster DNS answers
+#   run.sh install DIR    build the raft-injector image from the Dockerfile, load it, and
+#                         install the webhook in-cluster the way the README tells users to
+#   run.sh down DIR       stop everything `up DIR` started; leaves no process, container,
+#                         mount, network namespace, link, iptables rule or cgroup behind
+#                         (the cluster's data stays in DIR)
+#   run.sh reset DIR      down, then remove DIR and its volumes: the next `up DIR` starts empty
 #   run.sh status DIR     exit 0 when the API server in DIR answers /readyz
 #
-# `up` and `down` are idempotent. There is no kubelet: pods are created and stay Pending.
+# `up` and `down` are idempotent. One node runs per machine (kube-proxy's iptables chains
+# and the node's bridge are machine-wide): `up` refuses while another DIR's node runs.
+# Pods reach the API server through the `kubernetes` Service; pod IPs (10.244.0.0/24) are
+# reachable from the host. No traffic leaves the machine: cluster DNS has no upstream and
+# containerd's registry traffic goes to a closed loopback port, so an image that was not
+# built here fails fast with ErrImagePull instead of being fetched.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
 cache=${RAFT_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raft-injector}
 
 # Bump when the build command below changes, so cached binaries are rebuilt.
 build_flags_rev=3
 
+# The node's network. The node IP is the bridge's own address: the API server and kubelet
+# listen there, so pods reach them and nothing listens on the machine's real interfaces.
+bridge=rinj0
+pod_cidr=10.244.0.0/24
+node_ip=10.244.0.1
+service_cidr=10.0.0.0/24
+dns_ip=10.0.0.10
+node_name=raft-node
+lock=/run/raft-injector-node
+# What kubelet and kube-proxy change on the host; `up` saves them and `down` restores them.
+sysctls=(net/ipv4/ip_forward vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
+  kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/ipv4/conf/all/route_localnet)
+
+pause_image=registry.k8s.io/pause:3.10
+coredns_image=registry.k8s.io/coredns/coredns:v1.11.3
+etcd_image=quay.io/coreos/etcd:v3.5.16
+injector_image=ghcr.io/raft-injector/raft-injector:0.1.0
+
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# --- builds -----------------------------------------------------------------------------
 
 # The binary is cached outside the checkout, keyed by the sources, so fresh clones
 # (CI) reuse it and a change to go.mod or main.go rebuilds it.
@@ -27,6 +60,21 @@ binary_path() {
   local key
   key=$( (echo "$build_flags_rev"; cat "$here/go.mod" "$here/go.sum" "$here/main.go") | sha256sum | cut -c1-16)
   echo "$cache/controlplane-$key"
+}
+
+go_build() { # module-dir output package
+  local version pkg ldflags
+  # Report the pinned release, as a release build would, so kubectl and clients see 1.32.
+  version=$(sed -n 's/^[[:space:]]*k8s.io\/kubernetes v\([0-9.]*\)$/\1/p' "$here/go.mod")
+  ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=${version%%.*}"
+    ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$version") -X $pkg.gitTreeState=clean"
+  done
+  # The module mirror has no checksum database for every module; go.sum pins the hashes.
+  (cd "$1" && CGO_ENABLED=0 GOSUMDB=off GOFLAGS=-mod=readonly \
+    go build -trimpath -ldflags="$ldflags" -o "$2.partial" "$3") || die "go build in $1 failed"
+  mv "$2.partial" "$2"
 }
 
 build() {
@@ -38,23 +86,88 @@ build() {
   fi
   command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/doc/install)"
   mkdir -p "$cache"
-  log "building kube-apiserver, kube-controller-manager and etcd (a cold build takes several minutes)"
+  log "building etcd and the Kubernetes components (a cold build takes several minutes)"
   local started=$SECONDS
-  # Report the pinned release, as a release build would, so kubectl and clients see 1.32.
-  local version pkg ldflags
-  version=$(sed -n 's/^[[:space:]]*k8s.io\/kubernetes v\([0-9.]*\)$/\1/p' "$here/go.mod")
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=${version%%.*}"
-    ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$version") -X $pkg.gitTreeState=clean"
-  done
-  # The module mirror has no checksum database for every module; go.sum pins the hashes.
-  (cd "$here" && CGO_ENABLED=0 GOSUMDB=off GOFLAGS=-mod=readonly \
-    go build -trimpath -ldflags="$ldflags" -o "$bin.partial" .) || die "go build failed"
-  mv "$bin.partial" "$bin"
+  go_build "$here" "$bin" .
   log "built $bin in $((SECONDS - started))s"
   echo "$bin"
 }
+
+# An image archive cached by the content that makes it: build_image NAME KEY-INPUTS... -- RECIPE...
+# RECIPE runs only on a cache miss, with $out set to the archive to write.
+cached_image() { # name key recipe-function
+  local name=$1 key=$2 recipe=$3 out
+  out="$cache/images/$name-$key.tar"
+  if [[ ! -f $out ]]; then
+    mkdir -p "$cache/images"
+    log "building the $name image"
+    "$recipe" "$out" >"$out.digest"
+  fi
+  echo "$out"
+}
+
+source_key() { (echo "$build_flags_rev"; cat "$@") | sha256sum | cut -c1-16; }
+
+pause_recipe() {
+  local work
+  work=$(mktemp -d)
+  gcc -static -Os -s -o "$work/pause" "$here/images/pause.c" || die "building pause failed"
+  mkdir -p "$work/rootfs"
+  mv "$work/pause" "$work/rootfs/pause"
+  python3 "$here/images/oci.py" "$1" --ref "$pause_image" --rootfs "$work/rootfs" \
+    --user 65535:65535 --entrypoint '["/pause"]'
+  rm -rf "$work"
+}
+
+etcd_recipe() {
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs/usr/local/bin" "$work/rootfs/var/lib/etcd" "$work/rootfs/tmp"
+  go_build "$here" "$work/rootfs/usr/local/bin/etcd" ./images/etcd
+  ln -s etcd "$work/rootfs/usr/local/bin/etcdctl"
+  python3 "$here/images/oci.py" "$1" --ref "$etcd_image" --rootfs "$work/rootfs" \
+    --entrypoint '["/usr/local/bin/etcd"]' --env PATH=/usr/local/bin
+  rm -rf "$work"
+}
+
+coredns_recipe() {
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs"
+  go_build "$here/images/coredns" "$work/rootfs/coredns" .
+  python3 "$here/images/oci.py" "$1" --ref "$coredns_image" --rootfs "$work/rootfs" \
+    --user 65532:65532 --entrypoint '["/coredns"]'
+  rm -rf "$work"
+}
+
+# The node's images: pause (the sandbox), etcd (what examples/etcd.yaml names) and CoreDNS.
+images() {
+  local oci=$here/images/oci.py
+  cached_image pause "$(source_key "$here/images/pause.c" "$oci")" pause_recipe
+  cached_image etcd "$(source_key "$here/go.mod" "$here/go.sum" "$here/images/etcd/main.go" "$oci")" etcd_recipe
+  cached_image coredns "$(source_key "$here/images/coredns/"{go.mod,go.sum,main.go} "$oci")" coredns_recipe
+}
+
+# raft-injector's image: the Dockerfile's final stage, with its build stage's /out made on
+# the host by the same cargo command (a static musl binary).
+injector_image_archive() {
+  local stage target=x86_64-unknown-linux-musl
+  rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target" >&2
+  # A clean environment: called from `cargo test`, cargo's own variables would otherwise
+  # make it rebuild C dependencies (ring) on every call.
+  (cd "$root" && env -i PATH="$PATH" HOME="$HOME" ${CARGO_HOME:+CARGO_HOME="$CARGO_HOME"} \
+    ${RUSTUP_HOME:+RUSTUP_HOME="$RUSTUP_HOME"} CC_x86_64_unknown_linux_musl=musl-gcc \
+    cargo build --locked --release --target "$target" --bin raft-injector >&2) || die "cargo build for $target failed"
+  stage=$(mktemp -d)
+  install -D -m 0755 "$root/target/$target/release/raft-injector" "$stage/out/usr/local/bin/raft-injector"
+  injector_recipe() {
+    python3 "$here/images/oci.py" "$1" --ref "$injector_image" --dockerfile "$root/Dockerfile" --stage-root "$stage"
+  }
+  cached_image raft-injector "$(source_key "$stage/out/usr/local/bin/raft-injector" "$root/Dockerfile" "$here/images/oci.py")" injector_recipe
+  rm -rf "$stage"
+}
+
+# --- processes --------------------------------------------------------------------------
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -68,7 +181,7 @@ readyz() {
   # shellcheck disable=SC1091
   source "$dir/ports.env"
   curl -sf --max-time 2 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null
+    "https://$node_ip:$APISERVER_PORT/readyz" >/dev/null
 }
 
 # The last lines of a component's log, indented, for error messages.
@@ -76,11 +189,13 @@ log_tail() { # dir name
   sed 's/^/    /' < <(tail -n 15 "$1/logs/$2.log" 2>/dev/null) >&2
 }
 
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+
 # Dies naming the first started component that is no longer running, with its log: a
 # readiness probe of one component often fails because another one died.
 check_running() { # dir
   local dir=$1 name
-  for name in etcd kube-apiserver kube-controller-manager; do
+  for name in "${components[@]}"; do
     [[ -f $dir/pids/$name ]] || continue
     if ! alive "$dir/pids/$name"; then
       log "error: $name exited; the last lines of $dir/logs/$name.log:"
@@ -106,9 +221,32 @@ wait_for() { # dir what seconds command...
   log "$what is up"
 }
 
+start() { # dir name command...
+  local dir=$1 name=$2
+  shift 2
+  alive "$dir/pids/$name" && return
+  nohup "$@" >"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/pids/$name"
+}
+
+stop() { # dir name
+  local pidfile=$1/pids/$2 pid
+  if alive "$pidfile"; then
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "stopped $2"
+  fi
+  rm -f "$pidfile"
+}
+
+# --- configuration ----------------------------------------------------------------------
+
 pki() {
   local dir=$1/pki
-  [[ -f $dir/admin.crt ]] && return
+  [[ -f $dir/kube-proxy.crt ]] && return
+  rm -rf "$dir"
   mkdir -p "$dir"
   (
     cd "$dir"
@@ -123,12 +261,19 @@ pki() {
       rm -f "$1.csr" "$1.ext"
     }
     issue apiserver "/CN=kube-apiserver" \
-      "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+      "subjectAltName=IP:127.0.0.1,IP:$node_ip,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth"
     issue admin "/O=system:masters/CN=kubernetes-admin" "extendedKeyUsage=clientAuth"
-    # The controllers run as one identity; system:masters keeps this harness free of
-    # per-controller RBAC bootstrapping.
+    # The controllers and the scheduler run as system:masters; this keeps the harness free
+    # of per-controller RBAC bootstrapping. The node and kube-proxy use their real identities.
     issue controller-manager "/O=system:masters/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+    issue scheduler "/O=system:masters/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+    issue node "/O=system:nodes/CN=system:node:$node_name" "extendedKeyUsage=clientAuth"
+    issue kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
+    issue kubelet "/CN=$node_name" "subjectAltName=IP:$node_ip,DNS:$node_name
+extendedKeyUsage=serverAuth"
+    # How the API server authenticates to kubelet for logs, exec and port-forward.
+    issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     chmod 600 ./*.key
@@ -145,7 +290,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$node_ip:$APISERVER_PORT
     certificate-authority: $dir/pki/ca.crt
 users:
 - name: $user
@@ -159,35 +304,227 @@ current-context: local
 EOF
 }
 
-start() { # dir name command...
-  local dir=$1 name=$2
-  shift 2
-  alive "$dir/pids/$name" && return
-  nohup "$@" >"$dir/logs/$name.log" 2>&1 &
-  echo $! >"$dir/pids/$name"
+containerd_config() { # dir
+  local dir=$1 c=$1/containerd
+  mkdir -p "$c" "$dir/cni/net.d" "$dir/cni/ipam"
+  cat >"$c/config.toml" <<EOF
+# Written by tests/controlplane/run.sh: a containerd of this cluster's own, beside any other.
+version = 2
+root = "$c/root"
+state = "$c/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$c/containerd.sock"
+[ttrpc]
+  address = "$c/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$c/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_image"
+  # This VM lacks CAP_SYS_RESOURCE: without this, runc fails every sandbox.
+  restrict_oom_score_adj = true
+  # Pod network namespaces live in DIR, so down can always find and remove them.
+  netns_mounts_under_state_dir = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$c/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni/net.d"
+EOF
+  cat >"$dir/cni/net.d/10-raft-injector.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "raft-injector",
+  "plugins": [{
+    "type": "bridge",
+    "bridge": "$bridge",
+    "isGateway": true,
+    "ipMasq": false,
+    "hairpinMode": true,
+    "ipam": {
+      "type": "host-local",
+      "ranges": [[{"subnet": "$pod_cidr", "gateway": "$node_ip"}]],
+      "routes": [{"dst": "0.0.0.0/0"}],
+      "dataDir": "$dir/cni/ipam"
+    }
+  }]
 }
+EOF
+}
+
+kubelet_config() { # dir
+  local dir=$1
+  # shellcheck disable=SC1091
+  source "$dir/ports.env"
+  mkdir -p "$dir/kubelet" "$dir/pod-logs"
+  cat >"$dir/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $node_ip
+port: $KUBELET_PORT
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+readOnlyPort: 0
+containerRuntimeEndpoint: unix://$dir/containerd/containerd.sock
+cgroupDriver: cgroupfs
+failSwapOn: false
+clusterDomain: cluster.local
+clusterDNS: [$dns_ip]
+# Pods never inherit the machine's resolvers: cluster names only.
+resolvConf: ""
+podLogsDir: $dir/pod-logs
+tlsCertFile: $dir/pki/kubelet.crt
+tlsPrivateKeyFile: $dir/pki/kubelet.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $dir/pki/ca.crt}
+authorization: {mode: Webhook}
+# Images built here cannot be pulled again: never garbage-collect them, and never evict on
+# the disk usage of a shared machine.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
+# Quicker feedback for tests than the production defaults.
+nodeStatusUpdateFrequency: 4s
+syncFrequency: 10s
+EOF
+  cat >"$dir/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $dir/kube-proxy.kubeconfig}
+mode: iptables
+clusterCIDR: $pod_cidr
+hostnameOverride: $node_name
+bindAddress: $node_ip
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+iptables: {localhostNodePorts: false}
+# Leave the machine's conntrack settings alone.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+}
+
+# --- the node's host state --------------------------------------------------------------
+
+preflight() {
+  [[ $(id -u) == 0 ]] || die "the node needs root (kubelet, containerd and CNI manage the host's network and cgroups)"
+  local missing=()
+  for tool in containerd runc ctr iptables ip gcc curl openssl python3; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
+    missing+=("CNI plugins in /usr/lib/cni")
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install containerd runc containernetworking-plugins iptables conntrack musl-tools)"
+}
+
+take_lock() { # dir
+  local dir=$1 other
+  if [[ -f $lock ]]; then
+    other=$(cat "$lock")
+    if [[ $other != "$dir" ]] && [[ -d $other/pids ]] && compgen -G "$other/pids/*" >/dev/null; then
+      die "another local node is running from $other; stop it first: $0 down $other"
+    fi
+  fi
+  echo "$dir" >"$lock"
+}
+
+host_network() { # dir
+  local dir=$1 name
+  if [[ ! -f $dir/sysctls.saved ]]; then
+    for name in "${sysctls[@]}"; do
+      [[ -f /proc/sys/$name ]] && echo "$name=$(cat "/proc/sys/$name")"
+    done >"$dir/sysctls.saved"
+  fi
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+  fi
+  ip addr replace "$node_ip/24" dev "$bridge"
+  ip link set "$bridge" up
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+}
+
+import_images() { # dir archive...
+  local dir=$1 archive ref digest
+  shift
+  for archive in "$@"; do
+    digest=$(cat "$archive.digest")
+    ref=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["io.containerd.image.name"])' \
+      < <(tar -xOf "$archive" index.json))
+    if ctr -a "$dir/containerd/containerd.sock" -n k8s.io images ls "name==$ref" 2>/dev/null | grep -q "$digest"; then
+      continue
+    fi
+    ctr -a "$dir/containerd/containerd.sock" -n k8s.io images import "$archive" >/dev/null ||
+      die "importing $archive into containerd failed"
+    log "loaded $ref"
+  done
+}
+
+node_ready() {
+  [[ $(KUBECONFIG="$1/kubeconfig" kubectl get node "$node_name" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+# Asks cluster DNS for the API server's Service name, from the host, as a pod would.
+dns_answers() {
+  python3 - "$dns_ip" <<'EOF'
+import socket, struct, sys
+name = b"".join(bytes([len(p)]) + p for p in b"kubernetes.default.svc.cluster.local".split(b".")) + b"\0"
+query = struct.pack(">HHHHHH", 0x5241, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+try:
+    s.sendto(query, (sys.argv[1], 53))
+    reply = s.recv(512)
+except OSError:
+    sys.exit(1)
+# An answer with rcode 0 and at least one record.
+sys.exit(0 if reply[:2] == query[:2] and reply[3] & 0x0F == 0 and struct.unpack(">H", reply[6:8])[0] > 0 else 1)
+EOF
+}
+
+# --- up ---------------------------------------------------------------------------------
 
 up() {
   local dir
   mkdir -p "$1"
   dir=$(cd "$1" && pwd)
-  if readyz "$dir" && alive "$dir/pids/kube-controller-manager"; then
+  if readyz "$dir" && alive "$dir/pids/kubelet" && alive "$dir/pids/kube-proxy"; then
     log "already running in $dir"
     return
   fi
-  local bin
+  preflight
+  take_lock "$dir"
+  local bin started=$SECONDS
   bin=$(build)
+  local node_images
+  mapfile -t node_images < <(images)
   mkdir -p "$dir/pids" "$dir/logs"
-  if [[ ! -f $dir/ports.env ]]; then
+  if [[ ! -f $dir/ports.env ]] || ! grep -q KUBELET_PORT "$dir/ports.env"; then
     cat >"$dir/ports.env" <<EOF
+APISERVER_HOST=$node_ip
 ETCD_PORT=$(free_port)
 ETCD_PEER_PORT=$(free_port)
 APISERVER_PORT=$(free_port)
+KUBELET_PORT=$(free_port)
+KUBELET_HEALTHZ_PORT=$(free_port)
+PROXY_HEALTHZ_PORT=$(free_port)
+PROXY_METRICS_PORT=$(free_port)
 EOF
   fi
   # shellcheck disable=SC1091
   source "$dir/ports.env"
   pki "$dir"
+  host_network "$dir"
 
   start "$dir" etcd "$bin" etcd --name controlplane --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -198,13 +535,18 @@ EOF
 
   start "$dir" kube-apiserver "$bin" kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address "$node_ip" --advertise-address "$node_ip" --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" \
+    --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$dir/pki/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
-    --authorization-mode RBAC \
+    --service-cluster-ip-range "$service_cidr" \
+    --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction \
     --enable-priority-and-fairness=false \
     --profiling=false \
     --cert-dir "$dir/pki/generated"
@@ -212,39 +554,183 @@ EOF
 
   kubeconfig "$dir" admin "$dir/kubeconfig"
   kubeconfig "$dir" controller-manager "$dir/controller-manager.kubeconfig"
+  kubeconfig "$dir" scheduler "$dir/scheduler.kubeconfig"
+  kubeconfig "$dir" node "$dir/node.kubeconfig"
+  kubeconfig "$dir" kube-proxy "$dir/kube-proxy.kubeconfig"
+  # The host-path provisioner gives volumeClaimTemplates real volumes (under /tmp/hostpath_pv,
+  # where the provisioner insists on them; `reset` removes this cluster's).
   start "$dir" kube-controller-manager "$bin" kube-controller-manager \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
-    --controllers statefulset,serviceaccount,garbage-collector-controller \
+    --controllers '*' --enable-hostpath-provisioner \
     --leader-elect=false --use-service-account-credentials=false \
     --root-ca-file "$dir/pki/ca.crt" --service-account-private-key-file "$dir/pki/sa.key" \
+    --service-cluster-ip-range "$service_cidr" \
     --secure-port 0
+  start "$dir" kube-scheduler "$bin" kube-scheduler \
+    --kubeconfig "$dir/scheduler.kubeconfig" --leader-elect=false --secure-port 0
   # The serviceaccount controller creating "default" is the sign that the controllers run.
   default_account() { KUBECONFIG="$dir/kubeconfig" kubectl get serviceaccount default -o name >/dev/null 2>&1; }
   wait_for "$dir" kube-controller-manager 90 default_account
-  log "ready: KUBECONFIG=$dir/kubeconfig"
+
+  containerd_config "$dir"
+  # Registry traffic goes to a closed loopback port: images come only from this machine.
+  start "$dir" containerd env HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY= \
+    containerd --config "$dir/containerd/config.toml"
+  containerd_up() { ctr -a "$dir/containerd/containerd.sock" version >/dev/null 2>&1; }
+  wait_for "$dir" containerd 60 containerd_up
+  import_images "$dir" "${node_images[@]}"
+
+  kubelet_config "$dir"
+  start "$dir" kubelet "$bin" kubelet --config "$dir/kubelet.yaml" --kubeconfig "$dir/node.kubeconfig" \
+    --root-dir "$dir/kubelet" --hostname-override "$node_name" --node-ip "$node_ip"
+  wait_for "$dir" kubelet 120 node_ready "$dir"
+  start "$dir" kube-proxy "$bin" kube-proxy --config "$dir/kube-proxy.yaml"
+  proxy_up() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"; }
+  wait_for "$dir" kube-proxy 60 proxy_up
+
+  KUBECONFIG="$dir/kubeconfig" kubectl apply -f "$here/addons/" >"$dir/logs/addons.log" 2>&1 ||
+    { log_tail "$dir" addons; die "applying the cluster add-ons failed"; }
+  wait_for "$dir" coredns 120 dns_answers
+  log "ready in $((SECONDS - started))s: KUBECONFIG=$dir/kubeconfig"
 }
 
+# --- install ----------------------------------------------------------------------------
+
+# The webhook, in-cluster, as the README's "Install on a real cluster" says: the image, the
+# kustomize manifests, then certs/install.sh. Returns when a dry-run create is admitted
+# through the webhook's Service.
+install_webhook() {
+  local dir archive
+  dir=$(cd "$1" && pwd)
+  readyz "$dir" || die "no cluster is running in $dir; start it with: $0 up $dir"
+  archive=$(injector_image_archive)
+  import_images "$dir" "$archive"
+  export KUBECONFIG=$dir/kubeconfig
+  kubectl apply -k "$root/manifests" >"$dir/logs/install.log" 2>&1 ||
+    { log_tail "$dir" install; die "kubectl apply -k manifests failed"; }
+  RAFT_INJECTOR=$root/target/x86_64-unknown-linux-musl/release/raft-injector \
+    "$root/certs/install.sh" >>"$dir/logs/install.log" 2>&1 ||
+    { log_tail "$dir" install; die "certs/install.sh failed"; }
+  # The tag stays 0.1.0 while the code changes: a new image digest rolls the pods, so the
+  # webhook always runs what was just built (a no-op when the image is unchanged).
+  kubectl -n raft-injector patch deployment raft-injector --type merge -p \
+    "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"test.raft-injector.io/image\":\"$(cut -c8-23 "$archive.digest")\"}}}}}" \
+    >>"$dir/logs/install.log" 2>&1 || die "could not roll the webhook onto the new image"
+  kubectl -n raft-injector rollout status deployment/raft-injector --timeout 180s >>"$dir/logs/install.log" 2>&1 || {
+    kubectl -n raft-injector get pods -o wide >&2 || true
+    kubectl -n raft-injector get events --sort-by .lastTimestamp >&2 || true
+    die "the webhook Deployment did not become ready"
+  }
+  wait_for "$dir" install 120 admits_through_service
+  log "raft-injector is installed in-cluster"
+}
+
+# A dry-run create in a namespace opted in with the label: only the webhook can deny it
+# with raft-injector's message (an even replica count), proving the Service path works.
+admits_through_service() {
+  local out
+  kubectl create namespace raft-injector-install-check --dry-run=client -o yaml |
+    kubectl label --local -f - raft-injector.io/injection=enabled -o yaml | kubectl apply -f - >/dev/null 2>&1 || return 1
+  out=$(kubectl apply --dry-run=server -n raft-injector-install-check -f "$root/examples/denied-even-replicas.yaml" 2>&1) && return 1
+  grep -q 'denied the request' <<<"$out" || return 1
+  kubectl delete namespace raft-injector-install-check --wait=false >/dev/null 2>&1
+}
+
+# --- down -------------------------------------------------------------------------------
+
 down() {
-  local dir=$1 name pidfile pid
-  [[ -d $dir/pids ]] || return 0
-  for name in kube-controller-manager kube-apiserver etcd; do
-    pidfile=$dir/pids/$name
-    if alive "$pidfile"; then
-      pid=$(cat "$pidfile")
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -9 "$pid" 2>/dev/null || true
-      log "stopped $name"
-    fi
-    rm -f "$pidfile"
+  local dir=$1 name
+  [[ -d $dir ]] || return 0
+  dir=$(cd "$dir" && pwd)
+  # Remember this cluster's host-path volumes while the API server still answers, for reset.
+  if readyz "$dir" 2>/dev/null; then
+    KUBECONFIG="$dir/kubeconfig" kubectl get pv -o 'jsonpath={range .items[*]}{.spec.hostPath.path}{"\n"}{end}' \
+      2>/dev/null >>"$dir/hostpath-volumes" || true
+  fi
+  stop "$dir" kube-proxy
+  stop "$dir" kubelet
+  # Pod sandboxes go the way kubelet removes them (CNI DEL), while containerd still runs.
+  if alive "$dir/pids/containerd"; then
+    "$(build)" cri-reset "unix://$dir/containerd/containerd.sock" 2>>"$dir/logs/down.log" ||
+      log "warning: some pod sandboxes did not stop cleanly (see $dir/logs/down.log); removing them by force"
+    force_remove_containers "$dir"
+  fi
+  stop "$dir" containerd
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    stop "$dir" "$name"
   done
+  host_cleanup "$dir"
+  [[ -f $lock && $(cat "$lock") == "$dir" ]] && rm -f "$lock"
+  leftovers "$dir"
+}
+
+# Whatever CRI could not stop: kill the tasks, delete the containers.
+force_remove_containers() {
+  local dir=$1 ctr_=(ctr -a "$1/containerd/containerd.sock" -n k8s.io) id
+  for id in $("${ctr_[@]}" tasks ls -q 2>/dev/null); do
+    "${ctr_[@]}" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+  for id in $("${ctr_[@]}" containers ls -q 2>/dev/null); do
+    "${ctr_[@]}" tasks delete -f "$id" >/dev/null 2>&1 || true
+    "${ctr_[@]}" containers delete "$id" >/dev/null 2>&1 || true
+  done
+}
+
+# The mounts below DIR, deepest first.
+mounts_under() { awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
+
+host_cleanup() {
+  local dir=$1 mount pid name value
+  # Shims and containers that outlived containerd (a crash, a kill -9).
+  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $dir/containerd/containerd.sock" || true); do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  for mount in $(mounts_under "$dir"); do
+    umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true
+  done
+  if [[ -x $(binary_path) ]] && iptables -S 2>/dev/null | grep -q KUBE-; then
+    "$(binary_path)" kube-proxy --cleanup >>"$dir/logs/down.log" 2>&1 || true
+  fi
+  ip link del "$bridge" 2>/dev/null || true
+  # kubelet's pod cgroups (cgroupfs driver), deepest first.
+  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
+  if [[ -f $dir/sysctls.saved ]]; then
+    while IFS='=' read -r name value; do
+      echo "$value" >"/proc/sys/$name" 2>/dev/null || true
+    done <"$dir/sysctls.saved"
+    rm -f "$dir/sysctls.saved"
+  fi
+}
+
+# Reports (and fails on) anything of this cluster still on the machine.
+leftovers() {
+  local dir=$1 found=()
+  pgrep -f "$dir/" >/dev/null && found+=("processes: $(pgrep -af "$dir/" | cut -c1-120 | paste -sd';')")
+  [[ -n $(mounts_under "$dir") ]] && found+=("mounts: $(mounts_under "$dir" | paste -sd' ')")
+  ip link show "$bridge" >/dev/null 2>&1 && found+=("link $bridge")
+  iptables -S 2>/dev/null | grep -q KUBE- && found+=("iptables KUBE-* rules")
+  compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null && found+=("cgroups kubepods")
+  ((${#found[@]} == 0)) || die "down left behind: ${found[*]}"
+}
+
+reset() {
+  local dir=$1 path
+  down "$dir"
+  if [[ -f $dir/hostpath-volumes ]]; then
+    while read -r path; do
+      [[ $path == /tmp/hostpath_pv/* ]] && rm -rf "$path"
+    done <"$dir/hostpath-volumes"
+  fi
+  rm -rf "$dir"
 }
 
 case ${1:-} in
   build) build ;;
+  images) images ;;
   up) [[ -n ${2:-} ]] || die "usage: run.sh up DIR"; up "$2" ;;
+  install) [[ -n ${2:-} ]] || die "usage: run.sh install DIR"; install_webhook "$2" ;;
   down) [[ -n ${2:-} ]] || die "usage: run.sh down DIR"; down "$2" ;;
-  reset) [[ -n ${2:-} ]] || die "usage: run.sh reset DIR"; down "$2"; rm -rf "$2" ;;
+  reset) [[ -n ${2:-} ]] || die "usage: run.sh reset DIR"; reset "$2" ;;
   status) [[ -n ${2:-} ]] || die "usage: run.sh status DIR"; readyz "$(cd "$2" && pwd)" ;;
-  *) die "usage: run.sh build | up DIR | down DIR | reset DIR | status DIR" ;;
+  *) die "usage: run.sh build | images | up DIR | install DIR | down DIR | reset DIR | status DIR" ;;
 esac
