@@ -77,6 +77,19 @@ fn initial_cluster(members: &[Member], env: &MemberEnv) -> String {
     entries.join(",")
 }
 
+/// A member's name, or for one that has not started, its peer URL.
+fn member_label(member: &Member) -> String {
+    if member.name.is_empty() {
+        member
+            .peer_urls
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{:x}", member.id))
+    } else {
+        member.name.clone()
+    }
+}
+
 fn write_settings(dir: &Path, initial_cluster: &str) -> Result<(), MemberError> {
     let path = dir.join(JOIN_ENV_FILE);
     let partial = dir.join(format!(".{JOIN_ENV_FILE}.partial"));
@@ -166,9 +179,9 @@ async fn join_once(
     endpoints: &[String],
 ) -> Result<String, MemberError> {
     let members = list_from_any(gateway, endpoints, true).await?;
-    match members.iter().find(|m| is_self(m, env)) {
+    let me = match members.iter().find(|m| is_self(m, env)) {
         // Added by an earlier attempt that did not get to start etcd: reuse it.
-        Some(me) if !me.is_started() => return Ok(initial_cluster(&members, env)),
+        Some(me) if !me.is_started() => me.clone(),
         // Known as started, but this pod has no data: replace the old identity.
         Some(me) => {
             let removal = remove_member(gateway, me, &members, endpoints).await?;
@@ -177,16 +190,91 @@ async fn join_once(
                 ?removal,
                 "replaced the stale identity of this member"
             );
+            add_self(etcd, gateway, endpoints).await?
         }
-        None => {}
+        None => {
+            if let Some(other) = members.iter().find(|m| !m.is_started()) {
+                return Err(pending(other, &members));
+            }
+            add_self(etcd, gateway, endpoints).await?
+        }
+    };
+    settle(env, gateway, endpoints, &me).await
+}
+
+/// One membership change at a time, as etcd advises: two members added together
+/// (podManagementPolicy: Parallel) would leave the cluster without failure tolerance until
+/// both start, and the first one's initial cluster would already be stale. When two adds
+/// raced, the lower ordinal keeps its place and the other removes itself and retries.
+async fn settle(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+    me: &Member,
+) -> Result<String, MemberError> {
+    let members = list_from_any(gateway, endpoints, true).await?;
+    let Some(other) = members
+        .iter()
+        .filter(|m| !m.is_started() && m.id != me.id)
+        .min_by_key(|m| ordinal_of(m))
+    else {
+        return Ok(initial_cluster(&members, env));
+    };
+    if ordinal_of(other) < Some(env.ordinal) {
+        let mut last = String::new();
+        for endpoint in endpoints {
+            match gateway.member_remove(endpoint, me.id).await {
+                Ok(()) => {
+                    tracing::info!(
+                        member = %env.pod_name,
+                        other = %member_label(other),
+                        "another member was added at the same time; withdrew this one to join after it"
+                    );
+                    return Err(pending(other, &members));
+                }
+                Err(error) if error.is_member_not_found() => return Err(pending(other, &members)),
+                Err(error) => last = error.to_string(),
+            }
+        }
+        return Err(MemberError::Unreachable {
+            tried: endpoints.join(", "),
+            last,
+        });
     }
+    // The other one has the higher ordinal: it withdraws itself; check again.
+    Err(pending(other, &members))
+}
+
+fn pending(other: &Member, members: &[Member]) -> MemberError {
+    MemberError::AnotherJoinPending {
+        other: member_label(other),
+        unstarted: members.iter().filter(|m| !m.is_started()).count(),
+        members: members.len(),
+    }
+}
+
+/// The StatefulSet ordinal of a member, from its name or its peer URL's host (`<pod>.<svc>…`).
+fn ordinal_of(member: &Member) -> Option<i32> {
+    let name = if member.name.is_empty() {
+        host_of(member.peer_urls.first()?).split('.').next()?
+    } else {
+        &member.name
+    };
+    name.rsplit_once('-')?.1.parse().ok()
+}
+
+async fn add_self(
+    etcd: &EtcdEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+) -> Result<Member, MemberError> {
     let mut last = String::new();
     for endpoint in endpoints {
         match gateway
             .member_add(endpoint, std::slice::from_ref(&etcd.peer_url))
             .await
         {
-            Ok((_, members)) => return Ok(initial_cluster(&members, env)),
+            Ok((added, _)) => return Ok(added),
             Err(error) => last = error.to_string(),
         }
     }

@@ -4,6 +4,7 @@
 //! starts etcd with what `join` decided.
 
 pub mod etcd;
+pub mod events;
 pub mod exec;
 pub mod generic;
 pub mod join;
@@ -54,6 +55,15 @@ pub enum MemberError {
         healthy: usize,
         remaining: usize,
         needed: usize,
+    },
+    #[error(
+        "member {other} was added but has not started yet ({unstarted} of {members} members not \
+         started); waiting for it before adding this one (one membership change at a time)"
+    )]
+    AnotherJoinPending {
+        other: String,
+        unstarted: usize,
+        members: usize,
     },
     #[error("gave up after {0:?}: {1}")]
     Deadline(std::time::Duration, String),
