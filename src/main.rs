@@ -10,16 +10,36 @@ use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand};
 use raft_injector::offline::{self, DefaultNamespace, Report};
 use raft_injector::policy::Settings;
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, also_to_container_log: bool) {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = match also_to_container_log.then(container_log).flatten() {
+        Some(log) => BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(log))),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    // Colours only on a terminal: in a container log they are escape-code noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// The stderr of the container's main process, whose output is the container log.
+/// `member leave` runs as a preStop hook, and kubelet keeps a hook's own output only when
+/// it fails; writing there too puts every leave decision in `kubectl logs`.
+fn container_log() -> Option<std::fs::File> {
+    if std::process::id() == 1 {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open("/proc/1/fd/2")
+        .ok()
 }
 
 /// Prints warnings and denials the way kubectl would, and says whether all passed.
@@ -99,7 +119,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
+    use raft_injector::member::events::{record, Kind};
+    use raft_injector::member::join::JoinOutcome;
     use raft_injector::member::{etcd::Gateway, exec, join, leave, MemberEnv};
+    const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -108,23 +131,70 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
     };
     match command {
         MemberCommand::Leave { timeout_seconds } => {
-            let outcome = runtime()?.block_on(leave::run(Duration::from_secs(timeout_seconds)))?;
-            tracing::info!("member leave: {outcome}");
-            Ok(ExitCode::SUCCESS)
+            let env = MemberEnv::from_process_env()?;
+            runtime()?.block_on(async {
+                match leave::run(&env, Duration::from_secs(timeout_seconds)).await {
+                    Ok(outcome) => {
+                        tracing::info!("member leave: {}", outcome.message);
+                        record(
+                            &env,
+                            Kind::Normal,
+                            outcome.reason,
+                            &outcome.message,
+                            EVENT_TIMEOUT,
+                        )
+                        .await;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        let message = format!("leave failed: {}", describe(&error.into()));
+                        record(
+                            &env,
+                            Kind::Warning,
+                            "MemberLeaveFailed",
+                            &message,
+                            EVENT_TIMEOUT,
+                        )
+                        .await;
+                        Err(anyhow::anyhow!(message))
+                    }
+                }
+            })
         }
         MemberCommand::Join {
             dir,
             timeout_seconds,
         } => {
             let env = MemberEnv::from_process_env()?;
-            let outcome = runtime()?.block_on(join::join(
-                &env,
-                &Gateway::default(),
-                &dir,
-                Duration::from_secs(timeout_seconds),
-            ))?;
-            tracing::info!(?outcome, "member join");
-            Ok(ExitCode::SUCCESS)
+            runtime()?.block_on(async {
+                let budget = Duration::from_secs(timeout_seconds);
+                match join::join(&env, &Gateway::default(), &dir, budget).await {
+                    Ok(outcome) => {
+                        let (reason, message) = match &outcome {
+                            JoinOutcome::Bootstrap => (
+                                "MemberBootstrapping",
+                                "starts as a bootstrap member of a new cluster".to_owned(),
+                            ),
+                            JoinOutcome::HasData => (
+                                "MemberResumed",
+                                "has its data and is still a member; resumes".to_owned(),
+                            ),
+                            JoinOutcome::Joined { initial_cluster } => (
+                                "MemberJoined",
+                                format!("added to the running cluster; initial cluster {initial_cluster}"),
+                            ),
+                        };
+                        tracing::info!("member join: {message}");
+                        record(&env, Kind::Normal, reason, &message, EVENT_TIMEOUT).await;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        let message = format!("join failed: {}", describe(&error.into()));
+                        record(&env, Kind::Warning, "MemberJoinFailed", &message, EVENT_TIMEOUT).await;
+                        Err(anyhow::anyhow!(message))
+                    }
+                }
+            })
         }
         MemberCommand::Exec { dir, command } => Err(exec::exec(&dir, &command).into()),
     }
@@ -146,9 +216,14 @@ fn describe(error: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let is_leave = matches!(&cli.command, Command::Member(MemberCommand::Leave { .. }));
+    init_logging(cli.log_format, is_leave);
     match run(cli) {
         Ok(code) => code,
+        Err(error) if is_leave => {
+            tracing::error!("member {}", describe(&error));
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("Error: {}", describe(&error));
             ExitCode::FAILURE

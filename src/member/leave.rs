@@ -193,12 +193,17 @@ pub(crate) async fn remove_member(
     })
 }
 
+/// What a leave did, as an Event reason and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Reads the StatefulSet, decides, and removes this member when it is being scaled away.
-/// Returns a sentence for the log.
-pub async fn run(budget: Duration) -> Result<String, MemberError> {
+pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberError> {
     let started = Instant::now();
-    let env = MemberEnv::from_process_env()?;
-    let statefulset = read_statefulset(&env, Duration::from_secs(5).min(budget)).await;
+    let statefulset = read_statefulset(env, Duration::from_secs(5).min(budget)).await;
     let leave_url = statefulset
         .as_ref()
         .ok()
@@ -207,7 +212,12 @@ pub async fn run(budget: Duration) -> Result<String, MemberError> {
         .and_then(|a| a.get(crate::policy::names::LEAVE_URL_ANNOTATION))
         .cloned();
     let replicas = match decide(env.ordinal, statefulset) {
-        Decision::Keep(why) => return Ok(why),
+        Decision::Keep(why) => {
+            return Ok(Outcome {
+                reason: "MemberKept",
+                message: format!("leave skipped: {why}"),
+            })
+        }
         Decision::Remove { replicas } => replicas,
     };
     tracing::info!(
@@ -218,20 +228,28 @@ pub async fn run(budget: Duration) -> Result<String, MemberError> {
     );
     let remaining = budget.saturating_sub(started.elapsed());
     let removal = match (&env.etcd, leave_url) {
-        (Some(_), _) => remove_etcd(&env, &Gateway::default(), remaining).await?,
+        (Some(_), _) => remove_etcd(env, &Gateway::default(), remaining).await?,
         (None, Some(url)) => {
-            super::generic::remove_generic(&env, &super::generic::LeaveUrl::parse(&url), remaining)
+            super::generic::remove_generic(env, &super::generic::LeaveUrl::parse(&url), remaining)
                 .await?
         }
         (None, None) => return Err(MemberError::NoLeaveUrl),
     };
     Ok(match removal {
-        Removal::Removed => format!(
-            "removed {} (ordinal {} >= spec.replicas {replicas}) in {:?}",
-            env.pod_name,
-            env.ordinal,
-            started.elapsed()
-        ),
-        Removal::AlreadyGone => format!("{} was already removed", env.pod_name),
+        Removal::Removed => Outcome {
+            reason: "MemberRemoved",
+            message: format!(
+                "removed from the Raft configuration (ordinal {} >= spec.replicas {replicas}) in {:.1?}",
+                env.ordinal,
+                started.elapsed()
+            ),
+        },
+        Removal::AlreadyGone => Outcome {
+            reason: "MemberAlreadyRemoved",
+            message: format!(
+                "scaled away (ordinal {} >= spec.replicas {replicas}) and already out of the Raft configuration",
+                env.ordinal
+            ),
+        },
     })
 }
