@@ -1,7 +1,9 @@
 # raft-injector — the two commands a newcomer needs:
-#   make demo   build everything, start a local control plane and the webhook, and show
-#               an injected etcd pod, a denial and a warning as kubectl prints them
-#   make test   every test: unit, HTTP/TLS, and end to end through a real kube-apiserver
+#   make demo   build everything, start a local one-node cluster, install the webhook in it,
+#               and show an etcd cluster formed by injected pods following a scale 3→5→3,
+#               a denial and a warning as kubectl prints them
+#   make test   every test: unit, HTTP/TLS, end to end through a real kube-apiserver, and on
+#               real pods on the local node
 
 SHELL := /bin/bash
 RUN_DIR := $(CURDIR)/.run
@@ -9,7 +11,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint test e2e-up e2e-down demo bench bench-load fuzz clean
+.PHONY: all build release lint test e2e-up e2e-down demo demo-down bench bench-load fuzz clean
 
 all: build
 
@@ -37,6 +39,9 @@ e2e-down:
 
 demo: build
 	scripts/demo.sh $(RUN_DIR)/demo
+
+demo-down:
+	$(CONTROLPLANE) down $(RUN_DIR)/demo
 
 bench:
 	cargo bench --locked

@@ -1,112 +1,123 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on a local control plane. Starts it, runs the
-# webhook, opts a namespace in, applies the examples, and shows what a person wants to see:
-# the env an etcd pod gets, a denial and a warning as kubectl prints them. Then stops
-# everything it started.
+# `make demo`: the main job end to end on the local one-node cluster. Starts it (or reuses
+# the one already running), installs the webhook in-cluster from the Dockerfile-built image,
+# opts a namespace in, applies examples/etcd.yaml unchanged, and shows what a person wants
+# to see: three pods forming an etcd cluster with no entrypoint script, a key written on one
+# member and read on another, the membership following a scale 3→5→3, each decision the
+# helper made, and a denial and a warning as kubectl prints them.
+#
+# Rerunnable: every run starts from a fresh `demo` namespace. The cluster keeps running
+# afterwards, so you can look around; `make demo-down` stops it.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${1:-$repo/.run/demo}
-mkdir -p "$dir/logs"
-bin=${RAFT_INJECTOR_BIN:-$repo/target/debug/raft-injector}
-[[ -x $bin ]] || (cd "$repo" && cargo build --locked --bins)
 controlplane=$repo/tests/controlplane/run.sh
+ns=demo
 
-# kubectl shows what users see; without one on PATH, use the control plane's own (the
-# kubectl of the same Kubernetes release, built into its multi-call binary).
+# kubectl shows what users see; without one on PATH, use the cluster's own (the kubectl of
+# the same Kubernetes release, built into its multi-call binary).
 if ! command -v kubectl >/dev/null; then
-  shim=$dir/bin
-  mkdir -p "$shim"
-  printf '#!/bin/sh\nexec "%s" kubectl "$@"\n' "$("$controlplane" build)" >"$shim/kubectl"
-  chmod +x "$shim/kubectl"
-  export PATH="$shim:$PATH"
+  mkdir -p "$dir/bin"
+  printf '#!/bin/sh\nexec "%s" kubectl "$@"\n' "$("$controlplane" build)" >"$dir/bin/kubectl"
+  chmod +x "$dir/bin/kubectl"
+  export PATH="$dir/bin:$PATH"
 fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-webhook_pid=
-cleanup() {
-  [[ -n $webhook_pid ]] && kill "$webhook_pid" 2>/dev/null && wait "$webhook_pid" 2>/dev/null
-  "$controlplane" down "$dir" >/dev/null 2>&1 || true
+# What the cluster looked like, when a step does not finish in time.
+explain() {
+  kubectl get pods,pvc -n "$ns" -o wide >&2 || true
+  kubectl get events -n "$ns" --sort-by .lastTimestamp >&2 | tail -n 20 || true
 }
-trap cleanup EXIT
+wait_ready() { # count
+  local deadline=$((SECONDS + 240)) ready
+  while ((SECONDS < deadline)); do
+    ready=$(kubectl get pods -n "$ns" -l app=etcd -o jsonpath='{range .items[?(@.status.containerStatuses[0].ready==true)]}{.metadata.name}{" "}{end}' 2>/dev/null)
+    [[ $(wc -w <<<"$ready") == "$1" && -z $(kubectl get pods -n "$ns" -l app=etcd -o jsonpath='{.items[?(@.metadata.deletionTimestamp)].metadata.name}') ]] && return
+    sleep 1
+  done
+  explain
+  die "$1 etcd pods did not become Ready within 240s"
+}
+member_list() { # pod
+  printf '\033[2m$ kubectl exec -n %s %s -- etcdctl member list -w table\033[0m\n' "$ns" "$1"
+  kubectl exec -n "$ns" "$1" -c etcd -- etcdctl member list -w table
+}
+wait_members() { # count
+  local deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
+    [[ $(kubectl exec -n "$ns" etcd-0 -c etcd -- etcdctl member list 2>/dev/null | grep -c ', started, ') == "$1" &&
+      $(kubectl exec -n "$ns" etcd-0 -c etcd -- etcdctl member list 2>/dev/null | wc -l) == "$1" ]] && return
+    sleep 1
+  done
+  explain
+  die "the etcd cluster did not reach $1 started members within 120s"
+}
 
-say "Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"
-# Every run starts from an empty cluster, so leftovers of an earlier run (or of one that was
-# interrupted) cannot get in the way.
-"$controlplane" down "$dir"
-rm -rf "${dir:?}/etcd" "$dir/pki" "$dir/ports.env" "$dir/logs" "$dir/webhook-certs"
-mkdir -p "$dir/logs"
-"$controlplane" up "$dir"
+# One node runs per machine: reuse the one that is up (the tests', or an earlier demo's).
+running=$(cat /run/raft-injector-node 2>/dev/null || true)
+if [[ -n $running ]] && "$controlplane" status "$running" 2>/dev/null; then
+  say "Reusing the local cluster in $running"
+  dir=$running
+else
+  say "Starting the local cluster: etcd, kube-apiserver, controllers, scheduler, kubelet, containerd, kube-proxy, CoreDNS"
+  "$controlplane" up "$dir"
+fi
 export KUBECONFIG=$dir/kubeconfig
+show kubectl get nodes
 
-say "Starting the webhook on https://127.0.0.1 with a fresh certificate"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" certs --ip 127.0.0.1 --out "$dir/webhook-certs"
-"$bin" serve --addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$metrics" \
-  --tls-cert "$dir/webhook-certs/tls.crt" --tls-key "$dir/webhook-certs/tls.key" \
-  >"$dir/logs/webhook.log" 2>&1 &
-webhook_pid=$!
-for _ in $(seq 1 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$metrics/readyz" && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$metrics/readyz" >/dev/null || { cat "$dir/logs/webhook.log"; exit 1; }
+say "Installing raft-injector in-cluster, as the README says (image from the Dockerfile, kubectl apply -k manifests, certs/install.sh)"
+"$controlplane" install "$dir"
+show kubectl get pods -n raft-injector
 
-# The shipped webhook configurations, pointed at the local process instead of the
-# in-cluster Service (same selectors and rules; clientConfig.url instead of .service).
-python3 - "$repo/manifests/base/webhooks.yaml" "$port" "$dir/webhook-certs/ca.crt" >"$dir/webhooks.json" <<'PY'
-import base64, json, subprocess, sys
-shipped, port, ca = sys.argv[1], sys.argv[2], sys.argv[3]
-# kubectl converts the YAML, so no YAML library is needed here.
-text = subprocess.run(["kubectl", "create", "--dry-run=client", "-o", "json", "-f", shipped],
-                      check=True, capture_output=True, text=True).stdout
-docs, at, decoder = [], 0, json.JSONDecoder()
-while text[at:].strip():  # one JSON object per document, back to back
-    doc, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
-    docs.append(doc)
-bundle = base64.b64encode(open(ca, "rb").read()).decode()
-for doc in docs:
-    for hook in doc["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
-print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-PY
-kubectl apply -f "$dir/webhooks.json" >/dev/null
+say "Opting a fresh namespace in"
+kubectl delete namespace "$ns" --ignore-not-found --timeout 180s >/dev/null
+kubectl create namespace "$ns" >/dev/null
+show kubectl label namespace "$ns" raft-injector.io/injection=enabled
 
-say "Opting a namespace in"
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-show kubectl label namespace demo raft-injector.io/injection=enabled --overwrite
-# The API server picks up webhook configurations asynchronously: wait until a denial shows.
-for _ in $(seq 1 50); do
-  probe=$(kubectl apply --dry-run=server -n demo -f "$repo/examples/denied-even-replicas.yaml" 2>&1 || true)
-  [[ $probe == *validate.raft-injector.io* ]] && break
-  sleep 0.2
-done
+say "Applying examples/etcd.yaml unchanged: a headless Service and a StatefulSet labelled raft-injector.io/raft=true"
+show kubectl apply -n "$ns" -f "$repo/examples/etcd.yaml"
+wait_ready 3
+show kubectl get pods -n "$ns" -o wide
+echo "  etcd-1 runs: $(kubectl get pod -n "$ns" etcd-1 -o jsonpath='{.spec.containers[0].command}') — no entrypoint script"
+echo "  init containers: $(kubectl get pod -n "$ns" etcd-1 -o jsonpath='{.spec.initContainers[*].name}'); preStop: $(kubectl get pod -n "$ns" etcd-1 -o jsonpath='{.spec.containers[0].lifecycle.preStop.exec.command}')"
+wait_members 3
+member_list etcd-0
 
-say "Applying examples/etcd.yaml: a Service and a StatefulSet labelled raft-injector.io/raft=true"
-show kubectl apply -n demo -f "$repo/examples/etcd.yaml"
-show kubectl apply -n demo -f "$repo/examples/ratis-app.yaml"
+say "A key written through etcd-0 is read through etcd-2"
+show kubectl exec -n "$ns" etcd-0 -c etcd -- etcdctl put greeting "hello from etcd-0"
+show kubectl exec -n "$ns" etcd-2 -c etcd -- etcdctl get greeting --print-value-only
 
-say "The env the statefulset controller gave pod etcd-1 (no entrypoint script anywhere)"
-for _ in $(seq 1 100); do kubectl get pod -n demo etcd-1 >/dev/null 2>&1 && break; sleep 0.2; done
-kubectl get pod -n demo etcd-1 -o go-template='{{range (index .spec.containers 0).env}}  {{.name}}={{if .value}}{{.value}}{{else}}(from {{.valueFrom.fieldRef.fieldPath}}){{end}}{{"\n"}}{{end}}'
-echo "  init container: $(kubectl get pod -n demo etcd-1 -o jsonpath='{.spec.initContainers[0].name} ({.spec.initContainers[0].image})')"
-echo "  preStop hook:   $(kubectl get pod -n demo etcd-1 -o jsonpath='{.spec.containers[0].lifecycle.preStop.exec.command}')"
+say "Scaling to 5: the new pods join the running cluster, one at a time"
+show kubectl scale -n "$ns" statefulset/etcd --replicas=5
+wait_ready 5
+wait_members 5
+member_list etcd-0
+
+say "Scaling back to 3: the preStop hook of etcd-3 and etcd-4 removes them (a restart would not)"
+show kubectl scale -n "$ns" statefulset/etcd --replicas=3
+wait_ready 3
+wait_members 3
+member_list etcd-0
+show kubectl exec -n "$ns" etcd-1 -c etcd -- etcdctl get greeting --print-value-only
+
+say "What each member's helper decided (Events on the StatefulSet)"
+show kubectl get events -n "$ns" --field-selector involvedObject.kind=StatefulSet,source=raft-injector-member \
+  --sort-by .lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message
 
 say "A denial: 4 replicas"
-show kubectl apply -n demo -f "$repo/examples/denied-even-replicas.yaml" || true
+show kubectl apply -n "$ns" -f "$repo/examples/denied-even-replicas.yaml" || true
 
 say "A denial: kubectl scale to an even size"
-show kubectl scale -n demo statefulset/etcd --replicas=4 || true
+show kubectl scale -n "$ns" statefulset/etcd --replicas=4 || true
 
-say "A warning: a headless Service without publishNotReadyAddresses"
-sed -e '/publishNotReadyAddresses/d' -e 's/counter/quorum/g' "$repo/examples/ratis-app.yaml" >"$dir/warned.yaml"
-show kubectl apply -n demo -f "$dir/warned.yaml"
+say "A warning: a headless Service without publishNotReadyAddresses (allowed, but kubectl shows why it is risky)"
+sed -e '/publishNotReadyAddresses/d' -e 's/counter/quorum/g' -e 's/replicas: 3/replicas: 0/' \
+  "$repo/examples/ratis-app.yaml" >"$dir/warned.yaml"
+show kubectl apply -n "$ns" -f "$dir/warned.yaml"
+kubectl delete -n "$ns" -f "$dir/warned.yaml" --wait=false >/dev/null
 
-say "Scaling etcd from 3 to 5 is allowed, and leaves the pod template alone"
-show kubectl scale -n demo statefulset/etcd --replicas=5
-echo "  RAFT_CLUSTER_SIZE is still $(kubectl get sts -n demo etcd -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RAFT_CLUSTER_SIZE")].value}'); pods 3 and 4 join at runtime"
-
-say "Done; stopping the webhook and the control plane"
+say "Done. The cluster keeps running: export KUBECONFIG=$dir/kubeconfig (stop it with: make demo-down)"

@@ -144,13 +144,14 @@ impl Drop for Net {
     }
 }
 
-/// Forwards the bridge address to the API server on loopback, as a cluster's Service IP would.
-fn forward_api(listen: &str, api_port: u16) -> u16 {
+/// Forwards the bridge address to the API server (on the local node's address), as a
+/// cluster's Service IP would.
+fn forward_api(listen: &str, api: (String, u16)) -> u16 {
     let listener = std::net::TcpListener::bind(format!("{listen}:0")).expect("bind on the bridge");
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for inbound in listener.incoming().flatten() {
-            let Ok(outbound) = std::net::TcpStream::connect(("127.0.0.1", api_port)) else {
+            let Ok(outbound) = std::net::TcpStream::connect((api.0.as_str(), api.1)) else {
                 continue;
             };
             for (mut from, mut to) in [
@@ -476,12 +477,17 @@ fn setup() -> Cluster {
     );
     assert!(ok, "{stderr}");
     let ports = std::fs::read_to_string(plane.dir.join("ports.env")).unwrap();
-    let api_port: u16 = ports
-        .lines()
-        .find_map(|l| l.strip_prefix("APISERVER_PORT="))
+    let setting = |key: &str| {
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let api_port: u16 = setting("APISERVER_PORT")
         .and_then(|p| p.parse().ok())
         .expect("API server port");
-    let forwarded = forward_api(&net.gateway_ip(), api_port);
+    let api_host = setting("APISERVER_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let forwarded = forward_api(&net.gateway_ip(), (api_host, api_port));
     let work = tempfile::tempdir().unwrap();
     let kubeconfig = work.path().join("pod.kubeconfig");
     std::fs::write(

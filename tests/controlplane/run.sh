@@ -688,9 +688,7 @@ host_cleanup() {
   for mount in $(mounts_under "$dir"); do
     umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true
   done
-  if [[ -x $(binary_path) ]] && iptables -S 2>/dev/null | grep -q KUBE-; then
-    "$(binary_path)" kube-proxy --cleanup >>"$dir/logs/down.log" 2>&1 || true
-  fi
+  remove_kube_chains
   ip link del "$bridge" 2>/dev/null || true
   # kubelet's pod cgroups (cgroupfs driver), deepest first.
   find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -702,13 +700,40 @@ host_cleanup() {
   fi
 }
 
+# kube-proxy's and kubelet's iptables chains (KUBE-*), IPv4 and IPv6: first the jumps to
+# them from the built-in chains, then the chains themselves. Only one local node runs on a
+# machine (the lock), so every KUBE-* chain here is this node's.
+remove_kube_chains() {
+  local cmd table rule chain chains
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for table in filter nat mangle raw; do
+      "$cmd" -t "$table" -S >/dev/null 2>&1 || continue
+      while read -r rule; do
+        eval "$cmd -t $table ${rule/#-A/-D}" 2>/dev/null || true
+      done < <("$cmd" -t "$table" -S | grep -E '^-A [A-Z]+ .*-j KUBE-')
+      chains=$("$cmd" -t "$table" -S | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }')
+      for chain in $chains; do "$cmd" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$cmd" -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
+}
+
+kube_chains_present() {
+  local cmd
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null && "$cmd-save" 2>/dev/null | grep -q '^:KUBE-' && return 0
+  done
+  return 1
+}
+
 # Reports (and fails on) anything of this cluster still on the machine.
 leftovers() {
   local dir=$1 found=()
   pgrep -f "$dir/" >/dev/null && found+=("processes: $(pgrep -af "$dir/" | cut -c1-120 | paste -sd';')")
   [[ -n $(mounts_under "$dir") ]] && found+=("mounts: $(mounts_under "$dir" | paste -sd' ')")
   ip link show "$bridge" >/dev/null 2>&1 && found+=("link $bridge")
-  iptables -S 2>/dev/null | grep -q KUBE- && found+=("iptables KUBE-* rules")
+  kube_chains_present && found+=("iptables KUBE-* chains")
   compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null && found+=("cgroups kubepods")
   ((${#found[@]} == 0)) || die "down left behind: ${found[*]}"
 }
