@@ -12,6 +12,7 @@ use std::process::Command;
 fn the_demo_runs_twice_in_a_row() {
     // The shared local cluster, so the demo reuses it rather than starting a second node.
     let plane = common::controlplane::control_plane();
+    common::controlplane::delete_earlier_test_namespaces(plane);
     for run in 1..=2 {
         let out = Command::new("bash")
             .arg(common::root().join("scripts/demo.sh"))

@@ -21,6 +21,7 @@ fn installed() -> &'static ControlPlane {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     let plane = control_plane();
     INSTALLED.get_or_init(|| {
+        common::controlplane::delete_earlier_test_namespaces(plane);
         let status = Command::new(common::root().join("tests/controlplane/run.sh"))
             .arg("install")
             .arg(&plane.dir)

@@ -274,6 +274,21 @@ pub fn get(plane: &ControlPlane, namespace: &str, what: &str) -> Option<Value> {
     ok.then(|| serde_json::from_str(&stdout).expect("kubectl prints JSON"))
 }
 
+/// Marks the namespaces [`namespace`] creates.
+pub const TEST_NAMESPACE_LABEL: &str = "e2e.raft-injector.io/test";
+
+/// Deletes the namespaces earlier test binaries left: on the real node their pods would run
+/// (once the images are loaded) and take the machine's CPU from the tests that follow.
+pub fn delete_earlier_test_namespaces(plane: &ControlPlane) {
+    let selector = format!("{TEST_NAMESPACE_LABEL}=true");
+    let (ok, _, stderr) = run(
+        plane,
+        &["delete", "namespace", "-l", &selector, "--wait=false"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+}
+
 /// Creates a namespace with a unique name, opted in or not.
 pub fn namespace(plane: &ControlPlane, prefix: &str, opted_in: bool) -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -281,7 +296,7 @@ pub fn namespace(plane: &ControlPlane, prefix: &str, opted_in: bool) -> String {
     let name = format!("{prefix}-{}-{n}", std::process::id());
     let label = if opted_in { "enabled" } else { "disabled" };
     let manifest = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    raft-injector.io/injection: {label}\n"
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    raft-injector.io/injection: {label}\n    {TEST_NAMESPACE_LABEL}: \"true\"\n"
     );
     let (ok, _, stderr) = run(plane, &["apply", "-f", "-"], Some(&manifest));
     assert!(ok, "{stderr}");

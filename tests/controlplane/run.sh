@@ -492,6 +492,17 @@ sys.exit(0 if reply[:2] == query[:2] and reply[3] & 0x0F == 0 and struct.unpack(
 EOF
 }
 
+# CoreDNS runs as a pod, so its story is in the API rather than in DIR/logs.
+dns_answers_or_explain() {
+  dns_answers && return
+  if ((SECONDS >= ${dns_deadline:=$((SECONDS + 115))})); then
+    KUBECONFIG="$dir/kubeconfig" kubectl -n kube-system get pods -o wide >"$dir/logs/coredns.log" 2>&1 || true
+    KUBECONFIG="$dir/kubeconfig" kubectl -n kube-system get events --sort-by .lastTimestamp >>"$dir/logs/coredns.log" 2>&1 || true
+    KUBECONFIG="$dir/kubeconfig" kubectl -n kube-system logs deploy/coredns --tail 20 >>"$dir/logs/coredns.log" 2>&1 || true
+  fi
+  return 1
+}
+
 # --- up ---------------------------------------------------------------------------------
 
 up() {
@@ -590,7 +601,7 @@ EOF
 
   KUBECONFIG="$dir/kubeconfig" kubectl apply -f "$here/addons/" >"$dir/logs/addons.log" 2>&1 ||
     { log_tail "$dir" addons; die "applying the cluster add-ons failed"; }
-  wait_for "$dir" coredns 120 dns_answers
+  wait_for "$dir" coredns 120 dns_answers_or_explain
   log "ready in $((SECONDS - started))s: KUBECONFIG=$dir/kubeconfig"
 }
 
