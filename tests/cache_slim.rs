@@ -59,13 +59,30 @@ fn a_slim_statefulset_gives_the_same_scale_decisions_and_is_small() {
             .unwrap();
     let mut slim = injected.clone();
     slim_statefulset(&mut slim);
-    for (old, new) in [(3, 5), (3, 4), (5, 1), (3, 0), (0, 3), (3, 101), (3, -1)] {
-        assert_eq!(
-            validate_scale(&injected, "default", old, new, &settings),
-            validate_scale(&slim, "default", old, new, &settings),
-            "{old}→{new}"
-        );
+    let mut retained = injected.clone();
+    if let Some(policy) = retained
+        .spec
+        .as_mut()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_mut())
+    {
+        policy.when_scaled = Some("Retain".to_owned());
     }
+    let mut retained_slim = retained.clone();
+    slim_statefulset(&mut retained_slim);
+    for (old, new) in [(3, 5), (3, 4), (5, 1), (3, 0), (0, 3), (3, 101), (3, -1)] {
+        for (whole, slim) in [(&injected, &slim), (&retained, &retained_slim)] {
+            assert_eq!(
+                validate_scale(whole, "default", old, new, &settings),
+                validate_scale(slim, "default", old, new, &settings),
+                "{old}→{new}"
+            );
+        }
+    }
+    // Stopping is denied with whenScaled: Delete and allowed with Retain, from the cache too.
+    assert!(validate_scale(&slim, "default", 3, 0, &settings)
+        .denial()
+        .is_some());
+    assert!(validate_scale(&retained_slim, "default", 3, 0, &settings).is_allowed());
     let whole = serde_json::to_vec(&injected).unwrap().len();
     let kept = serde_json::to_vec(&slim).unwrap().len();
     assert!(kept * 4 < whole, "slim {kept} bytes of {whole}");

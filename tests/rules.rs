@@ -215,12 +215,44 @@ fn rule8_scale_down_by_more_than_two_is_denied_with_steps() {
     assert!(validate_scale(&sts, "default", 7, 9, &settings()).is_allowed());
 }
 
+fn retained(mut sts: StatefulSet) -> StatefulSet {
+    spec(&mut sts)
+        .persistent_volume_claim_retention_policy
+        .as_mut()
+        .unwrap()
+        .when_scaled = Some("Retain".to_owned());
+    sts
+}
+
 #[test]
 fn rule8_scaling_to_zero_stops_the_cluster_and_is_allowed() {
-    let (sts, _) = etcd();
+    let sts = retained(etcd().0);
     let verdict = validate_scale(&sts, "default", 7, 0, &settings());
     assert!(verdict.is_allowed(), "{:?}", verdict.denial());
     assert!(verdict.warnings.iter().any(|w| w.contains("stopped")));
+}
+
+#[test]
+fn stopping_a_cluster_whose_volumes_go_with_its_pods_is_denied() {
+    // Found on real pods: 3→0→3 with whenScaled: Delete came back as an empty cluster with
+    // the same member IDs.
+    let (sts, svc) = etcd();
+    let denial = validate_scale(&sts, "default", 3, 0, &settings())
+        .denial()
+        .expect("denied");
+    assert!(denial.contains("whenScaled is Delete"), "{denial}");
+    assert!(denial.contains("set whenScaled: Retain"), "{denial}");
+    // The same through spec.replicas, unless the same apply switches to Retain.
+    let mut stopped = sts.clone();
+    spec(&mut stopped).replicas = Some(0);
+    assert!(check(&stopped, Some(&svc), Some(&sts)).denial().is_some());
+    let stopped = retained(stopped);
+    assert!(check(&stopped, Some(&svc), Some(&sts)).is_allowed());
+    // Creating a stopped StatefulSet deletes nothing; starting one is not a stop.
+    let mut created = sts.clone();
+    spec(&mut created).replicas = Some(0);
+    assert!(check(&created, Some(&svc), None).is_allowed());
+    assert!(validate_scale(&sts, "default", 0, 3, &settings()).is_allowed());
 }
 
 #[test]

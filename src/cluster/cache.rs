@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -66,13 +66,27 @@ pub fn slim_service(service: &mut Service) {
 }
 
 /// A StatefulSet as the scale subresource's rules read it: the opt-in label, the status
-/// annotation and the replica count. Pod templates are most of an object's size.
+/// annotation, the replica count, and whether scaling away deletes volumes (the retention
+/// policy, and each claim template by name only). Pod templates are most of an object's size.
 pub fn slim_statefulset(sts: &mut StatefulSet) {
     slim_meta(&mut sts.metadata);
     sts.status = None;
     sts.spec = sts.spec.take().map(|spec| StatefulSetSpec {
         replicas: spec.replicas,
         service_name: spec.service_name,
+        persistent_volume_claim_retention_policy: spec.persistent_volume_claim_retention_policy,
+        volume_claim_templates: spec.volume_claim_templates.map(|templates| {
+            templates
+                .into_iter()
+                .map(|claim| PersistentVolumeClaim {
+                    metadata: ObjectMeta {
+                        name: claim.metadata.name,
+                        ..ObjectMeta::default()
+                    },
+                    ..PersistentVolumeClaim::default()
+                })
+                .collect()
+        }),
         ..StatefulSetSpec::default()
     });
 }

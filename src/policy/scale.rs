@@ -22,6 +22,14 @@ pub fn validate_scale(
     let (violations, warnings) = replicas::check(Some(old), new, settings.max_replicas);
     verdict.violations.extend(violations);
     verdict.warnings.extend(warnings);
+    verdict
+        .violations
+        .extend(super::validate::stop_deletes_volumes(
+            sts,
+            "spec.replicas",
+            old,
+            new,
+        ));
 
     // A StatefulSet created with 0 replicas has an empty bootstrap peer list, and the scale
     // subresource cannot change the pod template to fill it in.

@@ -131,10 +131,44 @@ fn show_labels(labels: &BTreeMap<String, String>) -> String {
 
 fn check_replicas(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
     let old = ctx.old.map(resolve::replicas);
-    let (violations, warnings) =
-        replicas::check(old, resolve::replicas(sts), ctx.settings.max_replicas);
+    let new = resolve::replicas(sts);
+    let (violations, warnings) = replicas::check(old, new, ctx.settings.max_replicas);
     verdict.violations.extend(violations);
     verdict.warnings.extend(warnings);
+    verdict
+        .violations
+        .extend(old.and_then(|old| stop_deletes_volumes(sts, "spec.replicas", old, new)));
+}
+
+/// Whether the StatefulSet controller deletes the claims of the pods it scales away.
+pub fn deletes_claims_on_scale_down(sts: &StatefulSet) -> bool {
+    let Some(spec) = sts.spec.as_ref() else {
+        return false;
+    };
+    let has_claims = spec
+        .volume_claim_templates
+        .as_ref()
+        .is_some_and(|t| !t.is_empty());
+    let when_scaled = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .and_then(|p| p.when_scaled.as_deref())
+        .unwrap_or("Retain");
+    has_claims && when_scaled == "Delete"
+}
+
+/// Stopping a running cluster (to 0) with `whenScaled: Delete` deletes every member's
+/// volume: the cluster would come back empty (and, with the same peer URLs and token, as
+/// members with the same IDs, which hides it). Denied, with the ways to stop safely.
+pub fn stop_deletes_volumes(sts: &StatefulSet, field: &str, old: i32, new: i32) -> Option<String> {
+    (old > 0 && new == 0 && deletes_claims_on_scale_down(sts)).then(|| {
+        format!(
+            "{field} is 0 while spec.persistentVolumeClaimRetentionPolicy.whenScaled is Delete; the StatefulSet \
+             controller would delete the volume of every member it stops, and the Raft cluster would come back \
+             empty, its data lost — to stop the cluster and keep its data, first set whenScaled: Retain \
+             (raft-injector sets a returning removed member's old data aside), then scale to 0"
+        )
+    })
 }
 
 fn check_pod_management(sts: &StatefulSet, verdict: &mut Verdict) {
@@ -174,8 +208,10 @@ fn check_claim_retention(sts: &StatefulSet, verdict: &mut Verdict) {
     if when_scaled != "Delete" {
         verdict.warnings.push(format!(
             "spec.persistentVolumeClaimRetentionPolicy.whenScaled is {when_scaled}; a member removed on \
-             scale-down keeps its volume and would come back on a later scale-up with a stale data directory \
-             — set whenScaled: Delete"
+             scale-down keeps its volume, which stays allocated and comes back on a later scale-up holding a \
+             removed member's data (the etcd flavor sets that data aside and joins anew; other Raft apps must \
+             handle it) — set whenScaled: Delete, unless you stop the cluster with replicas: 0, which needs \
+             Retain"
         ));
     }
 }
