@@ -162,6 +162,15 @@ pub struct ServeArgs {
     /// How often to look for a rotated certificate, in seconds.
     #[arg(long, env = "RAFT_INJECTOR_CERT_RELOAD_SECONDS", default_value_t = 10)]
     pub cert_reload_seconds: u64,
+    /// Seconds to keep accepting requests after SIGTERM, reporting not ready meanwhile, so
+    /// the API server stops choosing this pod before it stops listening (endpoint removal
+    /// reaches kube-proxy a moment after the pod starts terminating).
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_SHUTDOWN_DELAY_SECONDS",
+        default_value_t = 5
+    )]
+    pub shutdown_delay_seconds: u64,
     /// How long to let in-flight requests finish after SIGTERM, in seconds.
     #[arg(
         long,
@@ -232,6 +241,7 @@ impl ServeArgs {
             },
             settings,
             cert_reload_interval: Duration::from_secs(self.cert_reload_seconds),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             limits: crate::server::listener::Limits {
                 header_timeout: Duration::from_secs(self.header_timeout_seconds),

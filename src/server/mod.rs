@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub certs: CertPaths,
     pub settings: Settings,
     pub cert_reload_interval: Duration,
+    /// After SIGTERM: keep serving (not ready) this long, then drain for `shutdown_grace`.
+    pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
     pub limits: listener::Limits,
     /// A request body must arrive within this.
@@ -156,8 +158,19 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     ));
 
     termination().await;
-    tracing::info!("termination signal received; finishing in-flight requests");
     readiness.shutting_down.store(true, Ordering::Release);
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay = ?config.shutdown_delay,
+            "termination signal received; not ready, still serving while endpoints are updated"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(config.shutdown_delay) => {}
+            // A second signal means: now.
+            _ = termination() => {}
+        }
+    }
+    tracing::info!("finishing in-flight requests");
     let _ = stop.send(true);
     let _ = webhook.await;
     let _ = side_server.await;
