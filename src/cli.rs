@@ -81,6 +81,18 @@ pub enum MemberCommand {
         )]
         timeout_seconds: u64,
     },
+    /// etcd: the sidecar next to each member; the one next to the leader removes members
+    /// whose ordinal is at or beyond spec.replicas and whose pod is gone (a missed leave).
+    Reconcile {
+        /// How often to look.
+        #[arg(
+            long,
+            env = "RAFT_INJECTOR_RECONCILE_INTERVAL_SECONDS",
+            default_value_t = 10,
+            value_parser = clap::value_parser!(u64).range(1..=3600)
+        )]
+        interval_seconds: u64,
+    },
     /// etcd: start COMMAND with the settings `member join` left, if any.
     Exec {
         /// The helper volume.

@@ -121,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
     use raft_injector::member::events::{record, Kind};
     use raft_injector::member::join::JoinOutcome;
-    use raft_injector::member::{etcd::Gateway, exec, join, leave, MemberEnv};
+    use raft_injector::member::{etcd::Gateway, exec, join, leave, reconcile, MemberEnv};
     const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -179,10 +179,25 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                                 "MemberResumed",
                                 "has its data and is still a member; resumes".to_owned(),
                             ),
-                            JoinOutcome::Joined { initial_cluster } => (
-                                "MemberJoined",
-                                format!("added to the running cluster; initial cluster {initial_cluster}"),
-                            ),
+                            JoinOutcome::Joined {
+                                initial_cluster,
+                                data_set_aside,
+                            } => {
+                                if let Some(aside) = data_set_aside {
+                                    let message = format!(
+                                        "its data belongs to a member removed earlier (the volume was kept); \
+                                         moved to {} (kept, not deleted) and joining as a new member",
+                                        aside.display()
+                                    );
+                                    tracing::warn!("member join: {message}");
+                                    record(&env, Kind::Warning, "MemberDataSetAside", &message, EVENT_TIMEOUT)
+                                        .await;
+                                }
+                                (
+                                    "MemberJoined",
+                                    format!("added to the running cluster; initial cluster {initial_cluster}"),
+                                )
+                            }
                         };
                         tracing::info!("member join: {message}");
                         record(&env, Kind::Normal, reason, &message, EVENT_TIMEOUT).await;
@@ -196,7 +211,17 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        MemberCommand::Exec { dir, command } => Err(exec::exec(&dir, &command).into()),
+        MemberCommand::Reconcile { interval_seconds } => {
+            let env = MemberEnv::from_process_env()?;
+            runtime()?.block_on(reconcile::run(&env, Duration::from_secs(interval_seconds)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Exec { dir, command } => {
+            // kubelet kills what is left at the end of the grace period anyway.
+            let leave_wait = Duration::from_secs(30);
+            let code = runtime()?.block_on(exec::run(&dir, &command, leave_wait))?;
+            Ok(ExitCode::from(code))
+        }
     }
 }
 

@@ -524,3 +524,76 @@ fn a_cluster_created_stopped_gets_its_peer_list_on_first_start() {
             .is_empty()
     );
 }
+
+fn init_names(sts: &StatefulSet) -> Vec<String> {
+    let spec = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    spec.init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+#[test]
+fn etcd_gets_the_reconcile_sidecar_as_a_native_sidecar_after_join() {
+    let (sts, svc) = etcd();
+    let stored = injected(&sts, Some(&svc));
+    assert_eq!(
+        init_names(&stored),
+        [
+            "raft-injector",
+            "raft-injector-join",
+            "raft-injector-reconcile"
+        ]
+    );
+    let spec = stored
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let sidecar = &spec.init_containers.as_ref().unwrap()[2];
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("registry.example/raft-injector:test")
+    );
+    let env: Vec<&str> = sidecar
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for needed in [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "RAFT_ORDINAL",
+        "RAFT_PEERS",
+        "ETCD_ADVERTISE_CLIENT_URLS",
+    ] {
+        assert!(env.contains(&needed), "{needed} in {env:?}");
+    }
+    // The generic flavor has no member list to repair from: no sidecar.
+    let (ratis, ratis_svc) = ratis();
+    assert_eq!(
+        init_names(&injected(&ratis, Some(&ratis_svc))),
+        ["raft-injector"]
+    );
+}
+
+#[test]
+fn a_statefulset_injected_before_the_sidecar_existed_is_not_rolled_to_add_it() {
+    let (sts, svc) = etcd();
+    let mut older = injected(&sts, Some(&svc));
+    let spec = older.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    spec.init_containers
+        .as_mut()
+        .unwrap()
+        .retain(|c| c.name != "raft-injector-reconcile");
+    let mut updated = older.clone();
+    updated.spec.as_mut().unwrap().replicas = Some(5);
+    let patch = mutate_with(&updated, Some(&svc), Some(&older), &settings());
+    assert!(patch.0.is_empty(), "{patch:?}");
+}

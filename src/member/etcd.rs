@@ -75,6 +75,36 @@ mod id_string {
     }
 }
 
+/// What `/v3/maintenance/status` says about the answering member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawStatus")]
+pub struct MemberStatus {
+    pub member_id: u64,
+    pub leader: u64,
+}
+
+#[derive(Deserialize)]
+struct RawStatus {
+    header: StatusHeader,
+    #[serde(default, with = "id_string")]
+    leader: u64,
+}
+
+#[derive(Deserialize)]
+struct StatusHeader {
+    #[serde(default, with = "id_string")]
+    member_id: u64,
+}
+
+impl From<RawStatus> for MemberStatus {
+    fn from(raw: RawStatus) -> Self {
+        MemberStatus {
+            member_id: raw.header.member_id,
+            leader: raw.leader,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct MemberList {
     #[serde(default)]
@@ -193,6 +223,14 @@ impl Gateway {
         Ok((added.member, added.members))
     }
 
+    /// The answering member's own id and the leader it knows (0: none).
+    pub async fn status(&self, endpoint: &str) -> Result<MemberStatus, EtcdError> {
+        let value = self
+            .call(endpoint, "/v3/maintenance/status", json!({}))
+            .await?;
+        Self::decode(endpoint, value)
+    }
+
     /// Whether the member behind `endpoint` answers its status call.
     pub async fn is_healthy(&self, endpoint: &str) -> bool {
         self.call(endpoint, "/v3/maintenance/status", json!({}))
@@ -213,4 +251,27 @@ pub fn host_of(url: &str) -> &str {
     authority
         .rsplit_once(':')
         .map_or(authority, |(host, _)| host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_the_ids_the_gateway_sends_as_strings() {
+        // As etcd 3.5's gateway answers /v3/maintenance/status.
+        let answer = json!({
+            "header": {"cluster_id": "14841639068965178418", "member_id": "10276657743932975437",
+                       "revision": "7", "raft_term": "2"},
+            "version": "3.5.16", "dbSize": "20480", "leader": "10276657743932975437",
+            "raftIndex": "12", "raftTerm": "2", "raftAppliedIndex": "12", "dbSizeInUse": "20480"
+        });
+        let status: MemberStatus = serde_json::from_value(answer).unwrap();
+        assert_eq!(status.member_id, 10276657743932975437);
+        assert_eq!(status.leader, status.member_id);
+        // A member that knows no leader leaves the field out.
+        let status: MemberStatus =
+            serde_json::from_value(json!({"header": {"member_id": "5"}})).unwrap();
+        assert_eq!((status.member_id, status.leader), (5, 0));
+    }
 }

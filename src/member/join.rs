@@ -27,7 +27,11 @@ pub enum JoinOutcome {
     /// The data directory holds this member's data; etcd resumes from it.
     HasData,
     /// Added to the running cluster (or found already added); settings written.
-    Joined { initial_cluster: String },
+    /// `data_set_aside`: where the data of this member's removed identity was moved.
+    Joined {
+        initial_cluster: String,
+        data_set_aside: Option<PathBuf>,
+    },
 }
 
 fn data_present(etcd: &EtcdEnv) -> bool {
@@ -134,6 +138,7 @@ async fn decide_and_join(
         .collect();
     let bootstrap_member = env.ordinal < env.bootstrap_size;
 
+    let mut data_set_aside = None;
     if data_present(etcd) {
         // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
         // volume)? Then its data would make etcd refuse to start: set it aside and join anew.
@@ -145,6 +150,7 @@ async fn decide_and_join(
                     moved_to = %aside.display(),
                     "this member was removed from the cluster; its old data is set aside and it joins again"
                 );
+                data_set_aside = Some(aside);
             }
             Ok(_) => return Ok(JoinOutcome::HasData),
             Err(error) => {
@@ -169,7 +175,10 @@ async fn decide_and_join(
     .await?;
     write_settings(dir, &initial_cluster)?;
     tracing::info!(member = %env.pod_name, %initial_cluster, "joined the running cluster");
-    Ok(JoinOutcome::Joined { initial_cluster })
+    Ok(JoinOutcome::Joined {
+        initial_cluster,
+        data_set_aside,
+    })
 }
 
 async fn join_once(

@@ -215,7 +215,10 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         Decision::Keep(why) => {
             return Ok(Outcome {
                 reason: "MemberKept",
-                message: format!("leave skipped: {why}"),
+                message: format!(
+                    "leave skipped: {why} (decided in {:.1?})",
+                    started.elapsed()
+                ),
             })
         }
         Decision::Remove { replicas } => replicas,

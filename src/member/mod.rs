@@ -1,7 +1,8 @@
 //! The in-pod helper (SPEC §5): `member leave` (preStop) removes this member from the Raft
 //! configuration only when the pod is being scaled away; `member join` (etcd init
 //! container) adds a member beyond the bootstrap set to the running cluster; `member exec`
-//! starts etcd with what `join` decided.
+//! starts etcd with what `join` decided; `member reconcile` (etcd sidecar) repairs a leave
+//! that did not finish.
 
 pub mod etcd;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod exec;
 pub mod generic;
 pub mod join;
 pub mod leave;
+pub mod reconcile;
 
 use std::future::Future;
 use std::path::PathBuf;

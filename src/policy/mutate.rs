@@ -129,6 +129,34 @@ fn pre_stop_hook() -> LifecycleHandler {
     }
 }
 
+/// The etcd flavor's native sidecar: `member reconcile` from the helper image, next to
+/// every member, with the member's env so it finds its own etcd and StatefulSet.
+fn reconcile_sidecar(image: &str, env: Vec<EnvVar>) -> Container {
+    let json = serde_json::json!({
+        "name": RECONCILE_SIDECAR,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "command": [HELPER_IMAGE_BINARY, "member", "reconcile"],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "5m", "memory": "16Mi"},
+            "limits": {"memory": "64Mi"}
+        },
+        "securityContext": restricted_security_context(),
+    });
+    serde_json::from_value(json).unwrap_or_default()
+}
+
+fn restricted_security_context() -> Value {
+    serde_json::json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true
+    })
+}
+
 /// The init container that copies the helper binary into the shared volume.
 pub fn helper_init_container(image: &str) -> Container {
     // Built from JSON so the restrictive securityContext reads like the YAML it becomes.
@@ -142,12 +170,7 @@ pub fn helper_init_container(image: &str) -> Container {
             "requests": {"cpu": "10m", "memory": "16Mi"},
             "limits": {"memory": "64Mi"}
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true
-        }
+        "securityContext": restricted_security_context(),
     });
     serde_json::from_value(json).unwrap_or_default()
 }
@@ -282,7 +305,7 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
                 .cloned()
                 .collect::<Vec<_>>(),
         );
-        let join = join_init_container(target, final_env);
+        let join = join_init_container(target, final_env.clone());
         let inits = pod.and_then(|p| p.init_containers.as_ref());
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
             None => ops.push(add(pod_path(&["initContainers", "-"]), &join)),
@@ -293,6 +316,22 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
                 }));
             }
             Some(_) => {}
+        }
+        // Only where nothing was injected yet: a StatefulSet injected before the sidecar
+        // existed gets it when it is recreated, not on an update (that would roll every
+        // member).
+        let has_sidecar = |sts: &StatefulSet| {
+            sts.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.init_containers.as_ref())
+                .is_some_and(|list| list.iter().any(|c| c.name == RECONCILE_SIDECAR))
+        };
+        // (An apply that re-sends the user's manifest gets back what the stored object had.)
+        let had_sidecar = ctx.old.is_some_and(has_sidecar);
+        if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
+            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, final_env);
+            ops.push(add(pod_path(&["initContainers", "-"]), &sidecar));
         }
         if let Some(command) = wrapped_command(target) {
             ops.push(add(container_path(&["command"]), command));

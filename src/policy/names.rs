@@ -24,6 +24,9 @@ pub const HELPER_MOUNT_PATH: &str = "/raft-injector";
 pub const HELPER_INIT_CONTAINER: &str = "raft-injector";
 /// Name of the etcd flavor's init container that adds a scaled-up member to the cluster.
 pub const JOIN_INIT_CONTAINER: &str = "raft-injector-join";
+/// Name of the etcd flavor's native sidecar (an init container with `restartPolicy:
+/// Always`) that repairs a missed leave.
+pub const RECONCILE_SIDECAR: &str = "raft-injector-reconcile";
 /// What the etcd flavor runs when the container names no command (the etcd images' own).
 pub const ETCD_DEFAULT_COMMAND: &str = "/usr/local/bin/etcd";
 /// Path of the helper binary inside the helper image.
