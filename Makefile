@@ -11,7 +11,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint test e2e-up e2e-down demo demo-down bench bench-load fuzz clean
+.PHONY: all build release lint test soak e2e-up e2e-down demo demo-down bench bench-load fuzz clean
 
 all: build
 
@@ -29,6 +29,14 @@ lint:
 test: lint build
 	$(CONTROLPLANE) up $(RAFT_E2E_DIR)
 	status=0; cargo test --locked --all-targets || status=$$?; \
+	  $(CONTROLPLANE) down $(RAFT_E2E_DIR); exit $$status
+
+# The membership tests on real pods with 10 scale cycles under a writing client instead of 1
+# (about 2 minutes per cycle), on the same kind of local cluster as `make test`.
+SOAK_CYCLES ?= 10
+soak: build
+	$(CONTROLPLANE) up $(RAFT_E2E_DIR)
+	status=0; RAFT_SOAK_CYCLES=$(SOAK_CYCLES) timeout 3600 cargo test --locked --test lifecycle_e2e -- --nocapture || status=$$?; \
 	  $(CONTROLPLANE) down $(RAFT_E2E_DIR); exit $$status
 
 e2e-up:

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod controlplane;
+pub mod node;
 pub mod tls;
 
 use std::path::PathBuf;
