@@ -226,6 +226,27 @@ fn kubectl_scale_is_checked() {
         "{stderr}"
     );
     assert!(stderr.contains("(7→5→3→1)"), "{stderr}");
+    // Stopping while the volumes go with the pods is denied, and no stop warning is shown.
+    let (ok, _, stderr) = scale("0");
+    assert!(!ok);
+    assert!(
+        stderr.contains("whenScaled is Delete") && !stderr.contains("Warning:"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "patch",
+            "-n",
+            &ns,
+            "statefulset/counter",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Retain"}}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
     let (ok, _, stderr) = scale("0");
     assert!(ok, "scaling to 0 stops the cluster: {stderr}");
     assert!(

@@ -242,6 +242,15 @@ fn stopping_a_cluster_whose_volumes_go_with_its_pods_is_denied() {
         .expect("denied");
     assert!(denial.contains("whenScaled is Delete"), "{denial}");
     assert!(denial.contains("set whenScaled: Retain"), "{denial}");
+    let verdict = validate_scale(&sts, "default", 3, 0, &settings());
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .all(|w| !w.contains("keep their membership and data")),
+        "no stop warning on a denied stop: {:?}",
+        verdict.warnings
+    );
     // The same through spec.replicas, unless the same apply switches to Retain.
     let mut stopped = sts.clone();
     spec(&mut stopped).replicas = Some(0);

@@ -134,10 +134,11 @@ fn check_replicas(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
     let new = resolve::replicas(sts);
     let (violations, warnings) = replicas::check(old, new, ctx.settings.max_replicas);
     verdict.violations.extend(violations);
-    verdict.warnings.extend(warnings);
-    verdict
-        .violations
-        .extend(old.and_then(|old| stop_deletes_volumes(sts, "spec.replicas", old, new)));
+    match old.and_then(|old| stop_deletes_volumes(sts, "spec.replicas", old, new)) {
+        // "members keep their data" would be wrong here.
+        Some(denial) => verdict.violations.push(denial),
+        None => verdict.warnings.extend(warnings),
+    }
 }
 
 /// Whether the StatefulSet controller deletes the claims of the pods it scales away.
