@@ -21,15 +21,11 @@ pub fn validate_scale(
     let mut verdict = Verdict::new(subject(namespace, name));
     let (violations, warnings) = replicas::check(Some(old), new, settings.max_replicas);
     verdict.violations.extend(violations);
-    verdict.warnings.extend(warnings);
-    verdict
-        .violations
-        .extend(super::validate::stop_deletes_volumes(
-            sts,
-            "spec.replicas",
-            old,
-            new,
-        ));
+    match super::validate::stop_deletes_volumes(sts, "spec.replicas", old, new) {
+        // "members keep their data" would be wrong here.
+        Some(denial) => verdict.violations.push(denial),
+        None => verdict.warnings.extend(warnings),
+    }
 
     // A StatefulSet created with 0 replicas has an empty bootstrap peer list, and the scale
     // subresource cannot change the pod template to fill it in.
