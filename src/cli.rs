@@ -37,6 +37,12 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS) and its health and metrics port.
@@ -92,6 +98,12 @@ pub enum MemberCommand {
             value_parser = clap::value_parser!(u64).range(1..=3600)
         )]
         interval_seconds: u64,
+    },
+    /// This member's view (for kubectl exec): its id, the member list, the leader, and
+    /// whether it would leave on stop, and why. Exit code 1 when something could not be read.
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Text)]
+        output: StatusFormat,
     },
     /// etcd: start COMMAND with the settings `member join` left, if any.
     Exec {

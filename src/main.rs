@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand};
+use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand, StatusFormat};
 use raft_injector::offline::{self, DefaultNamespace, Report};
 use raft_injector::policy::Settings;
 
@@ -121,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
     use raft_injector::member::events::{record, Kind};
     use raft_injector::member::join::JoinOutcome;
-    use raft_injector::member::{etcd::Gateway, exec, join, leave, reconcile, MemberEnv};
+    use raft_injector::member::{etcd::Gateway, exec, join, leave, reconcile, status, MemberEnv};
     const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -209,6 +209,19 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                         Err(anyhow::anyhow!(message))
                     }
                 }
+            })
+        }
+        MemberCommand::Status { output } => {
+            let env = MemberEnv::from_process_env()?;
+            let status = runtime()?.block_on(status::collect(&env, &Gateway::default()));
+            match output {
+                StatusFormat::Text => print!("{}", status::render(&status)),
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+            }
+            Ok(if status.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         MemberCommand::Reconcile { interval_seconds } => {

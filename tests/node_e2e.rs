@@ -112,6 +112,46 @@ fn the_etcd_example_forms_a_cluster_and_its_membership_follows_replicas() {
     );
     assert_eq!(read.unwrap().trim(), "written-on-0");
 
+    // `member status` through kubectl exec: this member's view and its stop decision.
+    let text = exec(
+        plane,
+        &ns,
+        "etcd-2",
+        &["/raft-injector/raft-injector", "member", "status"],
+    )
+    .unwrap_or_else(|e| panic!("member status: {e}\n{}", report(plane, &ns)));
+    assert!(text.contains("member    etcd-2 (id "), "{text}");
+    assert!(text.contains("3 members, leader etcd-"), "{text}");
+    assert!(
+        text.contains("on stop   keeps its membership: ordinal 2 is below spec.replicas 3"),
+        "{text}"
+    );
+    let json = exec(
+        plane,
+        &ns,
+        "etcd-0",
+        &[
+            "/raft-injector/raft-injector",
+            "member",
+            "status",
+            "-o",
+            "json",
+        ],
+    )
+    .unwrap();
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["members"].as_array().map(Vec::len),
+        Some(3),
+        "{json:#}"
+    );
+    assert_eq!(
+        json["id"].as_str(),
+        Some(initial["etcd-0"].as_str()),
+        "{json:#}"
+    );
+    assert_eq!(json["problems"], serde_json::json!([]), "{json:#}");
+
     // Each decision is an Event, written with the pod's service-account token.
     for pod in all {
         wait_event(plane, &ns, "MemberBootstrapping", pod);

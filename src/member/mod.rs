@@ -11,6 +11,7 @@ pub mod generic;
 pub mod join;
 pub mod leave;
 pub mod reconcile;
+pub mod status;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,0 +1,273 @@
+//! `raft-injector member status`, for `kubectl exec`: this member's view of the cluster —
+//! its id, the member list, the leader — and what `member leave` would do if the pod
+//! stopped now, and why.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::etcd::Gateway;
+use super::leave::{decide, is_self, read_statefulset, Decision};
+use super::reconcile::{label, ordinal_in};
+use super::MemberEnv;
+
+/// One member as this member sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: String,
+    pub name: String,
+    pub started: bool,
+    pub learner: bool,
+    pub peer_urls: Vec<String>,
+    /// Set when the member's ordinal is at or beyond `spec.replicas`: it should be gone.
+    pub beyond_replicas: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OnStop {
+    pub leaves: bool,
+    pub why: String,
+}
+
+/// Everything `status` found; `problems` lists what it could not find out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub pod: String,
+    pub statefulset: String,
+    pub namespace: String,
+    pub flavor: &'static str,
+    pub id: Option<String>,
+    pub leader: Option<String>,
+    pub replicas: Option<i32>,
+    pub members: Vec<MemberView>,
+    pub on_stop: OnStop,
+    pub problems: Vec<String>,
+}
+
+/// Asks the local etcd (etcd flavor) and the API server; every call is bounded.
+pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
+    let mut problems = Vec::new();
+    let statefulset = read_statefulset(env, Duration::from_secs(5)).await;
+    let replicas = statefulset
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .and_then(|s| s.spec.as_ref())
+        .map(|s| s.replicas.unwrap_or(1));
+    if let Err(error) = &statefulset {
+        problems.push(format!("cannot read the StatefulSet: {error}"));
+    }
+    let on_stop = match decide(env.ordinal, statefulset) {
+        Decision::Keep(why) => OnStop { leaves: false, why },
+        Decision::Remove { replicas } => OnStop {
+            leaves: true,
+            why: format!(
+                "ordinal {} >= spec.replicas {replicas}: scaled away, member leave removes this member",
+                env.ordinal
+            ),
+        },
+    };
+    let mut status = Status {
+        pod: env.pod_name.clone(),
+        statefulset: env.statefulset.clone(),
+        namespace: env.namespace.clone(),
+        flavor: if env.etcd.is_some() {
+            "etcd"
+        } else {
+            "generic"
+        },
+        id: None,
+        leader: None,
+        replicas,
+        members: Vec::new(),
+        on_stop,
+        problems,
+    };
+    // The generic flavor's member list is the application's own.
+    let Some(etcd) = &env.etcd else {
+        return status;
+    };
+    let hex = |id: u64| format!("{id:x}");
+    let mut leader_id = None;
+    match gateway.status(&etcd.client_url).await {
+        Ok(s) => {
+            status.id = Some(hex(s.member_id));
+            leader_id = (s.leader != 0).then_some(s.leader);
+        }
+        Err(error) => status.problems.push(format!("this member's etcd: {error}")),
+    }
+    // This member's own view, which needs no quorum.
+    match gateway.member_list(&etcd.client_url, false).await {
+        Ok(members) => {
+            status.leader = leader_id.map(|id| {
+                members
+                    .iter()
+                    .find(|m| m.id == id)
+                    .map_or_else(|| hex(id), label)
+            });
+            if status.id.is_none() {
+                status.id = members.iter().find(|m| is_self(m, env)).map(|m| hex(m.id));
+            }
+            status.members = members
+                .iter()
+                .map(|m| MemberView {
+                    id: hex(m.id),
+                    name: label(m),
+                    started: m.is_started(),
+                    learner: m.is_learner,
+                    peer_urls: m.peer_urls.clone(),
+                    beyond_replicas: match (ordinal_in(&env.statefulset, m), replicas) {
+                        (Some(o), Some(r)) => o >= r,
+                        _ => false,
+                    },
+                })
+                .collect();
+        }
+        Err(error) => status.problems.push(format!("member list: {error}")),
+    }
+    if status.leader.is_none() && status.problems.is_empty() {
+        status
+            .problems
+            .push("no leader known: the cluster has no quorum".to_owned());
+    }
+    status
+}
+
+/// The text `kubectl exec ... member status` prints.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let id = status.id.as_deref().unwrap_or("unknown");
+    let _ = writeln!(
+        out,
+        "member    {} (id {id}) of StatefulSet {}/{}, flavor {}",
+        status.pod, status.namespace, status.statefulset, status.flavor
+    );
+    if status.flavor == "etcd" {
+        let replicas = status
+            .replicas
+            .map_or_else(|| "unknown".to_owned(), |r| r.to_string());
+        let _ = writeln!(
+            out,
+            "cluster   {} members, leader {}, spec.replicas {replicas}",
+            status.members.len(),
+            status.leader.as_deref().unwrap_or("none")
+        );
+        let _ = writeln!(out, "members");
+        let width = status
+            .members
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "  {:<16}  {:<width$}  {:<9}  PEER URL",
+            "ID", "NAME", "STATE"
+        );
+        for m in &status.members {
+            let state = match (m.started, m.learner) {
+                (false, _) => "unstarted",
+                (true, true) => "learner",
+                (true, false) => "started",
+            };
+            let note = if m.beyond_replicas {
+                "   <- beyond spec.replicas: stale unless its pod is still stopping"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {:<16}  {:<width$}  {state:<9}  {}{note}",
+                m.id,
+                m.name,
+                m.peer_urls.join(",")
+            );
+        }
+    }
+    let verb = if status.on_stop.leaves {
+        "leaves the Raft configuration"
+    } else {
+        "keeps its membership"
+    };
+    let _ = writeln!(out, "on stop   {verb}: {}", status.on_stop.why);
+    for problem in &status.problems {
+        let _ = writeln!(out, "problem   {problem}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            pod: "etcd-1".to_owned(),
+            statefulset: "etcd".to_owned(),
+            namespace: "demo".to_owned(),
+            flavor: "etcd",
+            id: Some("e91f".to_owned()),
+            leader: Some("etcd-0".to_owned()),
+            replicas: Some(3),
+            members: vec![
+                MemberView {
+                    id: "823f".to_owned(),
+                    name: "etcd-0".to_owned(),
+                    started: true,
+                    learner: false,
+                    peer_urls: vec!["http://etcd-0.etcd.demo.svc.cluster.local:2380".to_owned()],
+                    beyond_replicas: false,
+                },
+                MemberView {
+                    id: "77aa".to_owned(),
+                    name: "etcd-4".to_owned(),
+                    started: true,
+                    learner: false,
+                    peer_urls: vec!["http://etcd-4.etcd.demo.svc.cluster.local:2380".to_owned()],
+                    beyond_replicas: true,
+                },
+            ],
+            on_stop: OnStop {
+                leaves: false,
+                why: "ordinal 1 is below spec.replicas 3".to_owned(),
+            },
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn the_text_names_the_member_the_leader_a_stale_member_and_the_stop_decision() {
+        let text = render(&status());
+        assert!(
+            text.contains("member    etcd-1 (id e91f) of StatefulSet demo/etcd"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 members, leader etcd-0, spec.replicas 3"),
+            "{text}"
+        );
+        let stale = text.lines().find(|l| l.contains("etcd-4")).unwrap();
+        assert!(stale.contains("beyond spec.replicas"), "{text}");
+        let fine = text.lines().find(|l| l.contains("823f")).unwrap();
+        assert!(!fine.contains("beyond"), "{text}");
+        assert!(
+            text.contains("on stop   keeps its membership: ordinal 1 is below"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let value = serde_json::to_value(status()).unwrap();
+        for key in [
+            "pod", "id", "leader", "replicas", "members", "onStop", "problems",
+        ] {
+            assert!(value.get(key).is_some(), "{key}: {value}");
+        }
+        assert_eq!(value["members"][1]["beyondReplicas"], true);
+    }
+}
