@@ -577,45 +577,52 @@ fn admission_goes_on_while_a_webhook_replica_goes_away() {
     let example = common::controlplane::file("examples/etcd.yaml");
     kubectl(plane, &["apply", "-n", &ns, "-f", &example]);
 
+    // Three clients, so that requests keep arriving while the replica goes away even on a
+    // busy machine. Each records when it sent each request and whether it was admitted.
     let stop = Arc::new(AtomicBool::new(false));
-    let applier = {
-        let stop = stop.clone();
-        let ns = ns.clone();
-        let example = example.clone();
-        std::thread::spawn(move || {
-            let plane = installed();
-            let mut results = Vec::new();
-            // Bounded: at most 400 requests or 120 s.
-            let started = Instant::now();
-            for i in 0..400 {
-                if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(120) {
-                    break;
+    let origin = Instant::now();
+    let appliers: Vec<_> = (0..3)
+        .map(|client| {
+            let stop = stop.clone();
+            let ns = ns.clone();
+            let example = example.clone();
+            std::thread::spawn(move || {
+                let plane = installed();
+                let mut results = Vec::new();
+                // Bounded: at most 200 requests or 120 s per client.
+                for i in 0..200 {
+                    if stop.load(Ordering::Relaxed) || origin.elapsed() > Duration::from_secs(120) {
+                        break;
+                    }
+                    let sent = origin.elapsed();
+                    let (ok, _, stderr) = if (i + client) % 2 == 0 {
+                        let replicas = if i % 4 < 2 { "5" } else { "3" };
+                        run(
+                            plane,
+                            &[
+                                "scale",
+                                "-n",
+                                &ns,
+                                "statefulset/etcd",
+                                "--replicas",
+                                replicas,
+                                "--dry-run=server",
+                            ],
+                            None,
+                        )
+                    } else {
+                        run(
+                            plane,
+                            &["apply", "--dry-run=server", "-n", &ns, "-f", &example],
+                            None,
+                        )
+                    };
+                    results.push((sent, ok, stderr));
                 }
-                let replicas = if i % 2 == 0 { "5" } else { "3" };
-                let (ok, _, stderr) = run(
-                    plane,
-                    &[
-                        "scale",
-                        "-n",
-                        &ns,
-                        "statefulset/etcd",
-                        "--replicas",
-                        replicas,
-                        "--dry-run=server",
-                    ],
-                    None,
-                );
-                results.push((ok, stderr));
-                let (ok, _, stderr) = run(
-                    plane,
-                    &["apply", "--dry-run=server", "-n", &ns, "-f", &example],
-                    None,
-                );
-                results.push((ok, stderr));
-            }
-            results
+                results
+            })
         })
-    };
+        .collect();
     // Take one webhook replica away the way a drain does, and wait for its replacement.
     std::thread::sleep(Duration::from_secs(2));
     let pods = kubectl(plane, &["get", "pods", "-n", "raft-injector", "-o", "name"]);
@@ -625,7 +632,7 @@ fn admission_goes_on_while_a_webhook_replica_goes_away() {
         .expect("a webhook pod")
         .trim_start_matches("pod/")
         .to_owned();
-    let started = Instant::now();
+    let deleted_at = origin.elapsed();
     kubectl(
         plane,
         &[
@@ -647,19 +654,26 @@ fn admission_goes_on_while_a_webhook_replica_goes_away() {
             (d["status"]["readyReplicas"] == 2 && d["status"]["replicas"] == 2).then_some(())
         },
     );
-    let replaced = started.elapsed();
+    let ready_at = origin.elapsed();
+    let replaced = ready_at - deleted_at;
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
-    let results = applier.join().expect("the applier finishes");
+    let results: Vec<(Duration, bool, String)> = appliers
+        .into_iter()
+        .flat_map(|a| a.join().expect("the applier finishes"))
+        .collect();
     let failures: Vec<&String> = results
         .iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, e)| e)
+        .filter(|(_, ok, _)| !ok)
+        .map(|(_, _, e)| e)
         .collect();
+    let during = results
+        .iter()
+        .filter(|(sent, _, _)| (deleted_at..ready_at).contains(sent))
+        .count();
     assert!(
-        results.len() >= 10,
-        "too few requests to mean anything: {}",
-        results.len()
+        during >= 3,
+        "only {during} requests were sent while {victim} went away ({replaced:.0?}); too few to mean anything"
     );
     assert!(
         failures.is_empty(),
@@ -669,7 +683,7 @@ fn admission_goes_on_while_a_webhook_replica_goes_away() {
         failures.first()
     );
     eprintln!(
-        "{} admission requests (scale and apply, dry run) while {victim} was deleted and replaced in {replaced:.0?}: all admitted",
+        "{} admission requests (scale and apply, dry run), {during} of them while {victim} was deleted and replaced in {replaced:.0?}: all admitted",
         results.len()
     );
     print_story(plane, &ns);

@@ -217,7 +217,7 @@ pub async fn pass(
     match remove_member(gateway, &member, &members, &endpoints).await {
         Ok(Removal::Removed) => Ok(Pass::Repaired(format!(
             "removed stale member {name} (id {:x}): ordinal {ordinal} >= spec.replicas {replicas} and pod {pod} \
-             is gone, so its own leave did not finish; the cluster has {} members again",
+             is gone, so its own leave did not finish; {} members remain",
             member.id,
             members.len() - 1
         ))),
