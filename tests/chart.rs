@@ -1,0 +1,241 @@
+//! The Helm chart (`charts/raft-injector`) with the real `helm` binary, built from its Go
+//! module by `scripts/helm.sh`: `helm lint` is clean, the defaults render exactly the objects
+//! of `kubectl kustomize manifests` (and the cert-manager mode those of
+//! `manifests/cert-manager`), apart from Helm's own labels and the Namespace, a typo in
+//! values is an error, and the generated-certificate mode ties the caBundle to the Secret.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn helm() -> &'static str {
+    static HELM: OnceLock<String> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = Command::new(common::root().join("scripts/helm.sh"))
+            .output()
+            .expect("scripts/helm.sh runs");
+        assert!(
+            out.status.success(),
+            "building helm failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
+fn chart() -> String {
+    common::root()
+        .join("charts/raft-injector")
+        .display()
+        .to_string()
+}
+
+/// (success, stdout, stderr) of a command.
+fn output(program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn template(extra: &[&str]) -> Result<String, String> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "raft-injector",
+        &chart,
+        "--namespace",
+        "raft-injector",
+        // helm template assumes Kubernetes 1.20 unless told; the chart needs 1.29.
+        "--kube-version",
+        "1.32.4",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = output(helm(), &args);
+    if ok {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Objects by `Kind/namespace/name`, with Helm's bookkeeping labels taken out.
+fn objects(name: &str, yaml: &str) -> BTreeMap<String, Value> {
+    let docs = raft_injector::offline::documents::parse(name, yaml).expect("the YAML parses");
+    let mut out = BTreeMap::new();
+    for mut doc in docs.into_iter().filter_map(|d| d.value) {
+        if let Some(labels) = doc
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            for helm_label in [
+                "helm.sh/chart",
+                "app.kubernetes.io/managed-by",
+                "app.kubernetes.io/instance",
+                "app.kubernetes.io/version",
+            ] {
+                labels.remove(helm_label);
+            }
+        }
+        let key = format!(
+            "{}/{}/{}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["namespace"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        out.insert(key, doc);
+    }
+    out
+}
+
+fn kustomize(dir: &str) -> BTreeMap<String, Value> {
+    let path = common::root().join(dir).display().to_string();
+    let (ok, stdout, stderr) = output("kubectl", &["kustomize", &path]);
+    assert!(ok, "kubectl kustomize {dir}: {stderr}");
+    let mut objects = objects(dir, &stdout);
+    // `helm install --create-namespace` makes the namespace; the chart does not own it.
+    objects.retain(|key, _| !key.starts_with("Namespace/"));
+    objects
+}
+
+fn assert_same(chart: &BTreeMap<String, Value>, manifests: &BTreeMap<String, Value>) {
+    let chart_keys: Vec<&String> = chart.keys().collect();
+    let manifest_keys: Vec<&String> = manifests.keys().collect();
+    assert_eq!(chart_keys, manifest_keys, "the same objects");
+    for (key, object) in manifests {
+        assert_eq!(
+            &chart[key], object,
+            "{key} differs between the chart and the manifests"
+        );
+    }
+}
+
+#[test]
+fn the_chart_lints_clean() {
+    let (ok, stdout, stderr) = output(helm(), &["lint", "--strict", &chart()]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
+}
+
+#[test]
+fn defaults_render_the_kustomize_manifests() {
+    let rendered = objects("chart", &template(&[]).expect("renders"));
+    assert_same(&rendered, &kustomize("manifests"));
+}
+
+#[test]
+fn cert_manager_mode_renders_the_cert_manager_manifests() {
+    let rendered = template(&["--set", "certs.mode=certManager"]).expect("renders");
+    assert_same(
+        &objects("chart", &rendered),
+        &kustomize("manifests/cert-manager"),
+    );
+}
+
+#[test]
+fn a_typo_or_a_bad_value_is_an_error() {
+    let error = template(&["--set", "image.tagg=1.0"]).expect_err("a typo is refused");
+    assert!(
+        error.contains("tagg") && error.contains("additional properties"),
+        "{error}"
+    );
+    let error = template(&["--set", "certs.mode=selfsigned"]).expect_err("an unknown mode");
+    assert!(
+        error.contains("certs.mode") || error.contains("mode"),
+        "{error}"
+    );
+    let error = template(&["--set", "webhook.failurePolicy=fail"]).expect_err("case matters");
+    assert!(error.contains("failurePolicy"), "{error}");
+}
+
+#[test]
+fn values_reach_the_objects() {
+    let rendered = objects(
+        "chart",
+        &template(&[
+            "--set",
+            "replicaCount=3",
+            "--set",
+            "image.tag=9.9.9",
+            "--set",
+            "config.missingService=warn",
+            "--set",
+            "config.maxReplicas=9",
+            "--set",
+            "webhook.timeoutSeconds=10",
+            "--set",
+            "podDisruptionBudget.enabled=false",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ])
+        .expect("renders"),
+    );
+    let deployment = &rendered["Deployment/raft-injector/raft-injector"];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        "ghcr.io/raft-injector/raft-injector:9.9.9"
+    );
+    let env: BTreeMap<&str, &str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["value"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(env["RAFT_INJECTOR_MISSING_SERVICE"], "warn");
+    assert_eq!(env["RAFT_INJECTOR_MAX_REPLICAS"], "9");
+    assert_eq!(
+        env["RAFT_INJECTOR_HELPER_IMAGE"],
+        "ghcr.io/raft-injector/raft-injector:9.9.9"
+    );
+    let webhooks = &rendered["ValidatingWebhookConfiguration//raft-injector"]["webhooks"];
+    assert!(webhooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["timeoutSeconds"] == 10));
+    assert!(!rendered.contains_key("PodDisruptionBudget/raft-injector/raft-injector"));
+    assert!(rendered.contains_key("ServiceMonitor/raft-injector/raft-injector"));
+}
+
+#[test]
+fn generated_certificates_tie_the_ca_bundle_to_the_secret() {
+    let rendered = objects(
+        "chart",
+        &template(&["--set", "certs.mode=generate"]).expect("renders"),
+    );
+    let secret = &rendered["Secret/raft-injector/raft-injector-tls"];
+    let ca = secret["data"]["ca.crt"].as_str().expect("ca.crt");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for hook in rendered[&format!("{kind}//raft-injector")]["webhooks"]
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(hook["clientConfig"]["caBundle"], ca, "{kind}");
+        }
+    }
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    let text = String::from_utf8(pem).unwrap();
+    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+}
