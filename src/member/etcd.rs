@@ -239,6 +239,37 @@ impl Gateway {
     }
 }
 
+/// The ordinal of a member of StatefulSet `statefulset`, from its name or, for a member
+/// that has not started, from its peer URL's first label; `None` for anything else.
+pub fn ordinal_in(statefulset: &str, member: &Member) -> Option<i32> {
+    let name = if member.name.is_empty() {
+        host_of(member.peer_urls.first()?).split('.').next()?
+    } else {
+        member.name.as_str()
+    };
+    let ordinal = name.strip_prefix(statefulset)?.strip_prefix('-')?;
+    // `01` or `+1` are not pod names.
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if ordinal.len() > 1 && ordinal.starts_with('0') {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+/// A member as an operator knows it: its name, or the pod name in its peer URL.
+pub fn label(member: &Member) -> String {
+    if !member.name.is_empty() {
+        return member.name.clone();
+    }
+    member
+        .peer_urls
+        .first()
+        .map(|u| host_of(u).split('.').next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| format!("{:x}", member.id))
+}
+
 /// Votes needed for a quorum among `voters` members.
 pub fn quorum(voters: usize) -> usize {
     voters / 2 + 1

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::etcd::{host_of, Gateway, Member};
+use super::etcd::{label, ordinal_in, Gateway, Member};
 use super::leave::{is_self, list_from_any, remove_member};
 use super::{EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
 
@@ -66,32 +66,14 @@ fn initial_cluster(members: &[Member], env: &MemberEnv) -> String {
         .flat_map(|m| {
             let name = if is_self(m, env) {
                 env.pod_name.clone()
-            } else if m.is_started() {
-                m.name.clone()
             } else {
-                m.peer_urls
-                    .first()
-                    .map(|u| host_of(u).split('.').next().unwrap_or_default().to_owned())
-                    .unwrap_or_default()
+                label(m)
             };
             m.peer_urls.iter().map(move |u| format!("{name}={u}"))
         })
         .collect();
     entries.sort();
     entries.join(",")
-}
-
-/// A member's name, or for one that has not started, its peer URL.
-fn member_label(member: &Member) -> String {
-    if member.name.is_empty() {
-        member
-            .peer_urls
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{:x}", member.id))
-    } else {
-        member.name.clone()
-    }
 }
 
 fn write_settings(dir: &Path, initial_cluster: &str) -> Result<(), MemberError> {
@@ -225,18 +207,18 @@ async fn settle(
     let Some(other) = members
         .iter()
         .filter(|m| !m.is_started() && m.id != me.id)
-        .min_by_key(|m| ordinal_of(m))
+        .min_by_key(|m| ordinal_in(&env.statefulset, m))
     else {
         return Ok(initial_cluster(&members, env));
     };
-    if ordinal_of(other) < Some(env.ordinal) {
+    if ordinal_in(&env.statefulset, other) < Some(env.ordinal) {
         let mut last = String::new();
         for endpoint in endpoints {
             match gateway.member_remove(endpoint, me.id).await {
                 Ok(()) => {
                     tracing::info!(
                         member = %env.pod_name,
-                        other = %member_label(other),
+                        other = %label(other),
                         "another member was added at the same time; withdrew this one to join after it"
                     );
                     return Err(pending(other, &members));
@@ -256,20 +238,10 @@ async fn settle(
 
 fn pending(other: &Member, members: &[Member]) -> MemberError {
     MemberError::AnotherJoinPending {
-        other: member_label(other),
+        other: label(other),
         unstarted: members.iter().filter(|m| !m.is_started()).count(),
         members: members.len(),
     }
-}
-
-/// The StatefulSet ordinal of a member, from its name or its peer URL's host (`<pod>.<svc>…`).
-fn ordinal_of(member: &Member) -> Option<i32> {
-    let name = if member.name.is_empty() {
-        host_of(member.peer_urls.first()?).split('.').next()?
-    } else {
-        &member.name
-    };
-    name.rsplit_once('-')?.1.parse().ok()
 }
 
 async fn add_self(

@@ -25,7 +25,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::etcd::{host_of, Gateway, Member};
+use super::etcd::{label, ordinal_in, Gateway, Member};
 use super::events::{record, Kind};
 use super::leave::{list_from_any, remove_member, Removal};
 use super::{MemberEnv, MemberError};
@@ -45,37 +45,6 @@ pub enum Plan {
         ordinal: i32,
         replicas: i32,
     },
-}
-
-/// The ordinal of a member of StatefulSet `statefulset`, from its name or, for a member
-/// that has not started, from its peer URL's first label; `None` for anything else.
-pub fn ordinal_in(statefulset: &str, member: &Member) -> Option<i32> {
-    let name = if member.name.is_empty() {
-        host_of(member.peer_urls.first()?).split('.').next()?
-    } else {
-        member.name.as_str()
-    };
-    let ordinal = name.strip_prefix(statefulset)?.strip_prefix('-')?;
-    // `01` or `+1` are not pod names.
-    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if ordinal.len() > 1 && ordinal.starts_with('0') {
-        return None;
-    }
-    ordinal.parse().ok()
-}
-
-/// A member as an operator knows it: its name, or the pod name in its peer URL.
-pub fn label(member: &Member) -> String {
-    if !member.name.is_empty() {
-        return member.name.clone();
-    }
-    member
-        .peer_urls
-        .first()
-        .map(|u| host_of(u).split('.').next().unwrap_or_default().to_owned())
-        .unwrap_or_else(|| format!("{:x}", member.id))
 }
 
 /// Decides from the member list and the StatefulSet as the API server returned it.

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::etcd::Gateway;
+use super::etcd::{label, ordinal_in, Gateway};
 use super::leave::{decide, is_self, read_statefulset, Decision};
-use super::reconcile::{label, ordinal_in};
 use super::MemberEnv;
 
 /// One member as this member sees it.
