@@ -8,24 +8,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
-
-fn helm() -> &'static str {
-    static HELM: OnceLock<String> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let out = Command::new(common::root().join("scripts/helm.sh"))
-            .output()
-            .expect("scripts/helm.sh runs");
-        assert!(
-            out.status.success(),
-            "building helm failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
 
 fn chart() -> String {
     common::root()
@@ -60,7 +44,7 @@ fn template(extra: &[&str]) -> Result<String, String> {
         "1.32.4",
     ];
     args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = output(helm(), &args);
+    let (ok, stdout, stderr) = output(common::helm(), &args);
     if ok {
         Ok(stdout)
     } else {
@@ -121,7 +105,7 @@ fn assert_same(chart: &BTreeMap<String, Value>, manifests: &BTreeMap<String, Val
 
 #[test]
 fn the_chart_lints_clean() {
-    let (ok, stdout, stderr) = output(helm(), &["lint", "--strict", &chart()]);
+    let (ok, stdout, stderr) = output(common::helm(), &["lint", "--strict", &chart()]);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
 }

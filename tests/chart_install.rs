@@ -18,20 +18,11 @@ use common::controlplane::{get, namespace, run, ControlPlane};
 use common::node::installed;
 
 fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    let out = Command::new(
-        String::from_utf8(
-            Command::new(common::root().join("scripts/helm.sh"))
-                .output()
-                .expect("scripts/helm.sh runs")
-                .stdout,
-        )
-        .unwrap()
-        .trim(),
-    )
-    .args(args)
-    .env("KUBECONFIG", &plane.kubeconfig)
-    .output()
-    .expect("helm runs");
+    let out = Command::new(common::helm())
+        .args(args)
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output()
+        .expect("helm runs");
     (
         out.status.success(),
         format!(

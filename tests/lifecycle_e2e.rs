@@ -232,7 +232,7 @@ fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
         assert!(
             kept,
             "{pod} kept its membership on the way to 0\n{}",
-            report_of(plane, &ns)
+            common::node::report(plane, &ns)
         );
     }
     scale(plane, &ns, 3);
@@ -265,10 +265,6 @@ fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
     eprintln!("{}", report.join("\n"));
     print_story(plane, &ns);
     kubectl(plane, &["delete", "namespace", &ns, "--wait=false"]);
-}
-
-fn report_of(plane: &ControlPlane, ns: &str) -> String {
-    common::node::report(plane, ns)
 }
 
 #[test]
@@ -535,7 +531,7 @@ fn a_writing_client_loses_no_acknowledged_write_across_scale_cycles() {
     assert!(
         !acknowledged.is_empty(),
         "the client wrote nothing ({failed} failures)\n{}",
-        report_of(plane, &ns)
+        common::node::report(plane, &ns)
     );
 
     let stored: BTreeSet<String> = keys(plane, &ns, "etcd-0", "/soak/").into_keys().collect();

@@ -25,6 +25,22 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The path of the helm binary, built and cached by `scripts/helm.sh` (once per test binary).
+pub fn helm() -> &'static str {
+    static HELM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = std::process::Command::new(root().join("scripts/helm.sh"))
+            .output()
+            .expect("scripts/helm.sh runs");
+        assert!(
+            out.status.success(),
+            "building helm failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+}
+
 pub fn read(relative: &str) -> String {
     std::fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
