@@ -53,6 +53,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a CA and a serving certificate (ECDSA P-256) for the webhook Service.
     Certs(CertsArgs),
+    /// Check the installation and every opted-in StatefulSet, like `linkerd check`;
+    /// exit 1 on any failure.
+    Check(CheckArgs),
     /// The in-pod helper the webhook injects: leave (preStop), join and exec (etcd flavor).
     #[command(subcommand)]
     Member(MemberCommand),
@@ -340,6 +343,37 @@ impl CertsArgs {
             cluster_domain: self.cluster_domain.clone(),
             ips: self.ips.clone(),
             days: self.days,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// The kubeconfig to use (else $KUBECONFIG, ~/.kube/config, or the pod's service account).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Check only the StatefulSets of this namespace (and run the dry runs there).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Text)]
+    pub output: StatusFormat,
+    /// Budget of each call to the cluster, in seconds.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout_seconds: u64,
+    /// Warn when the serving certificate expires within this many days.
+    #[arg(long, default_value_t = 30)]
+    pub expiry_warning_days: u64,
+}
+
+impl CheckArgs {
+    pub fn options(&self) -> crate::check::Options {
+        crate::check::Options {
+            namespace: self.namespace.clone(),
+            timeout: Duration::from_secs(self.timeout_seconds),
+            expiry_warning: Duration::from_secs(self.expiry_warning_days * 86_400),
         }
     }
 }

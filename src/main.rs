@@ -10,10 +10,10 @@ use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand, Stat
 use raft_injector::offline::{self, DefaultNamespace, Report};
 use raft_injector::policy::Settings;
 
-fn init_logging(format: LogFormat, also_to_container_log: bool) {
+fn init_logging(format: LogFormat, also_to_container_log: bool, default_filter: &str) {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let writer = match also_to_container_log.then(container_log).flatten() {
         Some(log) => BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(log))),
         None => BoxMakeWriter::new(std::io::stderr),
@@ -108,6 +108,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let report = runtime.block_on(async {
+                let client = raft_injector::check::client(
+                    args.kubeconfig.as_deref(),
+                    args.context.as_deref(),
+                )
+                .await?;
+                anyhow::Ok(raft_injector::check::run(client, &args.options()).await)
+            })?;
+            match args.output {
+                StatusFormat::Text => print!("{}", report.render()),
+                StatusFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&report.to_json())?)
+                }
+            }
+            Ok(if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Member(member) => member_command(member),
         Command::Install(args) => {
@@ -255,7 +280,12 @@ fn describe(error: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_leave = matches!(&cli.command, Command::Member(MemberCommand::Leave { .. }));
-    init_logging(cli.log_format, is_leave);
+    // check reports every failed call itself; the client's own error logs would repeat them.
+    let default_filter = match &cli.command {
+        Command::Check(_) => "warn,kube_client=off",
+        _ => "info",
+    };
+    init_logging(cli.log_format, is_leave, default_filter);
     match run(cli) {
         Ok(code) => code,
         Err(error) if is_leave => {

@@ -247,6 +247,11 @@ pub fn ordinal_in(statefulset: &str, member: &Member) -> Option<i32> {
     } else {
         member.name.as_str()
     };
+    ordinal_of(statefulset, name)
+}
+
+/// The ordinal of pod `name` of StatefulSet `statefulset`, e.g. 2 for `etcd-2`.
+pub fn ordinal_of(statefulset: &str, name: &str) -> Option<i32> {
     let ordinal = name.strip_prefix(statefulset)?.strip_prefix('-')?;
     // `01` or `+1` are not pod names.
     if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {

@@ -52,6 +52,11 @@ pub struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: String,
 }
@@ -166,6 +171,14 @@ impl Default for Metrics {
             "When the serving certificate in use expires (Unix time)",
             certificate_expiry.clone(),
         );
+        // `raft-injector check` compares it with the version recorded in each injection.
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION.to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "The running raft-injector version (1)", build);
         Metrics {
             registry,
             response_bytes,

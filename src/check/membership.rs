@@ -1,0 +1,304 @@
+//! Membership drift: the Raft member list a member reports (`member status -o json`, run
+//! in the pod through the API server) against `spec.replicas`, naming stale and missing
+//! members.
+
+use serde::Deserialize;
+
+use super::Check;
+use crate::member::etcd::ordinal_of;
+
+/// What `raft-injector member status -o json` prints, read leniently: the helper in a pod
+/// may be of another version than this binary.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Reported {
+    pub pod: String,
+    pub id: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<ReportedMember>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReportedMember {
+    pub id: String,
+    pub name: String,
+    pub started: bool,
+    pub learner: bool,
+    pub peer_urls: Vec<String>,
+}
+
+impl ReportedMember {
+    fn describe(&self) -> String {
+        let state = match (self.started, self.learner) {
+            (false, _) => "not started",
+            (true, true) => "learner",
+            (true, false) => "started",
+        };
+        format!(
+            "{} (id {}, {state}, {})",
+            self.name,
+            self.id,
+            self.peer_urls.join(",")
+        )
+    }
+}
+
+/// Where the member list was read, for hints the operator can paste.
+pub struct Source<'a> {
+    pub namespace: &'a str,
+    pub statefulset: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+}
+
+pub const CHECK: &str = "Raft members match spec.replicas";
+
+/// Judges the reported member list. `settling` is set while the StatefulSet is still
+/// scaling or rolling: drift is then expected and only warned about.
+pub fn judge(
+    group: &str,
+    source: &Source,
+    replicas: i32,
+    reported: &Reported,
+    settling: bool,
+) -> Check {
+    let sts = source.statefulset;
+    let stale: Vec<&ReportedMember> = reported
+        .members
+        .iter()
+        .filter(|m| ordinal_of(sts, &m.name).is_none_or(|o| o >= replicas))
+        .collect();
+    let missing: Vec<String> = (0..replicas)
+        .map(|i| format!("{sts}-{i}"))
+        .filter(|name| !reported.members.iter().any(|m| &m.name == name))
+        .collect();
+    let mut problems = Vec::new();
+    for m in &stale {
+        let why = match ordinal_of(sts, &m.name) {
+            Some(o) => format!("ordinal {o} is at or beyond spec.replicas {replicas}"),
+            None => format!("not a pod of StatefulSet {sts} (added by hand or by another tool?)"),
+        };
+        problems.push(format!("stale member {}: {why}", m.describe()));
+    }
+    for name in &missing {
+        problems.push(format!(
+            "missing member {name}: spec.replicas is {replicas} but it is not in the member list"
+        ));
+    }
+    if reported.leader.is_none() {
+        problems
+            .push("no leader: the cluster has no quorum, or this member cannot see it".to_owned());
+    }
+    for problem in &reported.problems {
+        problems.push(format!("{} reported: {problem}", reported.pod));
+    }
+    if problems.is_empty() {
+        let mut names: Vec<&str> = reported.members.iter().map(|m| m.name.as_str()).collect();
+        names.sort_by_key(|n| (ordinal_of(sts, n), *n));
+        return Check::pass(
+            group,
+            format!(
+                "{CHECK} ({} members: {}; leader {})",
+                names.len(),
+                names.join(", "),
+                reported.leader.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+    let exec = format!(
+        "kubectl -n {} exec {} -c {}",
+        source.namespace, source.pod, source.container
+    );
+    let mut hints = Vec::new();
+    if let Some(m) = stale.first() {
+        hints.push(format!(
+            "a stale member counts toward the quorum, so it makes every failure more likely to stop the cluster; \
+             remove it with: {exec} -- etcdctl member remove {}",
+            m.id
+        ));
+        if stale.iter().any(|m| ordinal_of(sts, &m.name).is_some()) {
+            hints.push(
+                "a member beyond spec.replicas whose pod is gone is removed by the raft-injector-reconcile sidecar \
+                 within a minute; if it stays, its pod may be stuck Terminating (force-delete it first)"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(name) = missing.first() {
+        hints.push(format!(
+            "see why {name} did not join: kubectl -n {ns} logs {name} -c raft-injector-join; kubectl -n {ns} get events \
+             --field-selector involvedObject.name={sts}",
+            ns = source.namespace
+        ));
+    }
+    if settling {
+        hints.insert(
+            0,
+            "the StatefulSet is still scaling or rolling; rerun check once it settles".to_owned(),
+        );
+        return Check::warn(group, CHECK, problems.join("\n")).hint(hints.join("; "));
+    }
+    let mut check = Check::fail(group, CHECK, problems.join("\n"));
+    if !hints.is_empty() {
+        check = check.hint(hints.join("; "));
+    }
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Outcome;
+
+    fn member(id: &str, name: &str, started: bool) -> ReportedMember {
+        ReportedMember {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            started,
+            learner: false,
+            peer_urls: vec![format!("http://{name}.etcd.demo.svc.cluster.local:2380")],
+        }
+    }
+
+    fn reported(members: Vec<ReportedMember>) -> Reported {
+        Reported {
+            pod: "etcd-0".to_owned(),
+            id: Some("a1".to_owned()),
+            leader: Some("etcd-0".to_owned()),
+            members,
+            problems: vec![],
+        }
+    }
+
+    const SOURCE: Source = Source {
+        namespace: "demo",
+        statefulset: "etcd",
+        pod: "etcd-0",
+        container: "etcd",
+    };
+
+    fn three() -> Vec<ReportedMember> {
+        vec![
+            member("a1", "etcd-0", true),
+            member("b2", "etcd-1", true),
+            member("c3", "etcd-2", true),
+        ]
+    }
+
+    #[test]
+    fn the_members_of_spec_replicas_and_a_leader_pass() {
+        let check = judge("g", &SOURCE, 3, &reported(three()), false);
+        assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+        assert!(
+            check
+                .name
+                .contains("3 members: etcd-0, etcd-1, etcd-2; leader etcd-0"),
+            "{}",
+            check.name
+        );
+    }
+
+    #[test]
+    fn a_member_added_by_hand_is_named_with_its_id_and_the_command_that_removes_it() {
+        let mut members = three();
+        members.push(ReportedMember {
+            name: "fake".to_owned(),
+            peer_urls: vec!["http://fake.invalid:2380".to_owned()],
+            ..member("8e9e", "fake", false)
+        });
+        let check = judge("g", &SOURCE, 3, &reported(members), false);
+        assert_eq!(check.outcome, Outcome::Fail);
+        let detail = check.detail.unwrap();
+        assert!(
+            detail.contains("stale member fake (id 8e9e, not started, http://fake.invalid:2380)"),
+            "{detail}"
+        );
+        assert!(detail.contains("not a pod of StatefulSet etcd"), "{detail}");
+        let hint = check.hint.unwrap();
+        assert!(
+            hint.contains("kubectl -n demo exec etcd-0 -c etcd -- etcdctl member remove 8e9e"),
+            "{hint}"
+        );
+        assert!(
+            !hint.contains("reconcile"),
+            "the sidecar never removes an unplaceable member: {hint}"
+        );
+    }
+
+    #[test]
+    fn a_member_beyond_replicas_and_a_missing_one_are_both_named() {
+        let members = vec![
+            member("a1", "etcd-0", true),
+            member("c3", "etcd-2", true),
+            member("d4", "etcd-3", true),
+        ];
+        let check = judge("g", &SOURCE, 3, &reported(members), false);
+        assert_eq!(check.outcome, Outcome::Fail);
+        let detail = check.detail.unwrap();
+        assert!(detail.contains("stale member etcd-3 (id d4"), "{detail}");
+        assert!(
+            detail.contains("ordinal 3 is at or beyond spec.replicas 3"),
+            "{detail}"
+        );
+        assert!(detail.contains("missing member etcd-1"), "{detail}");
+        let hint = check.hint.unwrap();
+        assert!(
+            hint.contains("reconcile") && hint.contains("logs etcd-1 -c raft-injector-join"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn drift_while_scaling_is_a_warning_and_no_leader_is_a_failure() {
+        let mut members = three();
+        members.push(member("d4", "etcd-3", true));
+        let check = judge("g", &SOURCE, 3, &reported(members), true);
+        assert_eq!(check.outcome, Outcome::Warn);
+        assert!(check
+            .hint
+            .unwrap()
+            .starts_with("the StatefulSet is still scaling"));
+        let mut leaderless = reported(three());
+        leaderless.leader = None;
+        let check = judge("g", &SOURCE, 3, &leaderless, false);
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(check.detail.unwrap().contains("no leader"));
+    }
+
+    #[test]
+    fn what_member_status_prints_is_what_check_reads() {
+        use crate::member::status::{MemberView, OnStop, Status};
+        let printed = Status {
+            pod: "etcd-1".to_owned(),
+            statefulset: "etcd".to_owned(),
+            namespace: "demo".to_owned(),
+            flavor: "etcd",
+            id: Some("e91f".to_owned()),
+            leader: Some("etcd-0".to_owned()),
+            replicas: Some(3),
+            members: vec![MemberView {
+                id: "823f".to_owned(),
+                name: "etcd-0".to_owned(),
+                started: true,
+                learner: false,
+                peer_urls: vec!["http://etcd-0.etcd.demo.svc.cluster.local:2380".to_owned()],
+                beyond_replicas: false,
+            }],
+            on_stop: OnStop {
+                leaves: false,
+                why: "x".to_owned(),
+            },
+            problems: vec!["p".to_owned()],
+        };
+        let json = serde_json::to_string(&printed).unwrap();
+        let read: Reported = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.pod, "etcd-1");
+        assert_eq!(read.leader.as_deref(), Some("etcd-0"));
+        assert_eq!(read.members[0].id, "823f");
+        assert_eq!(read.members[0].peer_urls, printed.members[0].peer_urls);
+        assert!(read.members[0].started);
+        assert_eq!(read.problems, ["p"]);
+    }
+}
