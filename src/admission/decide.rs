@@ -1,9 +1,11 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::autoscaling::v1::Scale;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::core::DynamicObject;
+use kube::core::admission::Operation;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
+use super::request::Request;
+use super::wire::Response;
 use crate::cluster::Lookup;
 use crate::policy::names::is_raft_workload;
 use crate::policy::scale::validate_scale;
@@ -42,121 +44,126 @@ pub enum AdmissionError {
     #[error(transparent)]
     Mutate(#[from] MutateError),
     #[error("the injection patch could not be serialized: {0}")]
-    Patch(#[from] kube::core::admission::SerializePatchError),
+    Patch(#[source] serde_json::Error),
 }
 
-fn decode<T: DeserializeOwned>(
-    kind: &'static str,
-    object: &DynamicObject,
-) -> Result<T, AdmissionError> {
-    let value =
-        serde_json::to_value(object).map_err(|source| AdmissionError::Decode { kind, source })?;
-    serde_json::from_value(value).map_err(|source| AdmissionError::Decode { kind, source })
+fn decode<T: DeserializeOwned>(kind: &'static str, raw: &RawValue) -> Result<T, AdmissionError> {
+    serde_json::from_str(raw.get()).map_err(|source| AdmissionError::Decode { kind, source })
 }
 
-fn object<T: DeserializeOwned>(
-    kind: &'static str,
-    req: &AdmissionRequest<DynamicObject>,
-) -> Result<T, AdmissionError> {
-    let object = req
-        .object
-        .as_ref()
-        .ok_or_else(|| AdmissionError::MissingObject {
+/// What a request is about, decoded once from its raw objects.
+pub enum Subject {
+    /// Not a StatefulSet or its scale subresource being created or updated, or not a Raft
+    /// workload: allowed untouched.
+    Other,
+    StatefulSet {
+        sts: Box<StatefulSet>,
+        old: Option<Box<StatefulSet>>,
+    },
+    /// `statefulsets/scale`: the new replica count, and the old one when the request has it.
+    Scale { new: i32, old: Option<i32> },
+}
+
+/// Decodes what `req` is about; only what the rules will read is decoded.
+pub fn subject(webhook: Webhook, req: &Request) -> Result<Subject, AdmissionError> {
+    if !req.is_statefulsets() || !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Ok(Subject::Other);
+    }
+    let object = |kind| {
+        req.object.ok_or_else(|| AdmissionError::MissingObject {
             kind,
             name: req.name.clone(),
-        })?;
-    decode(kind, object)
-}
-
-fn old_object<T: DeserializeOwned>(
-    kind: &'static str,
-    req: &AdmissionRequest<DynamicObject>,
-) -> Result<Option<T>, AdmissionError> {
-    req.old_object.as_ref().map(|o| decode(kind, o)).transpose()
-}
-
-fn with_verdict(mut response: AdmissionResponse, verdict: &Verdict) -> AdmissionResponse {
-    let warnings = verdict.warning_messages();
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
+        })
+    };
+    match req.sub_resource.as_deref() {
+        None => {
+            let sts: StatefulSet = decode("StatefulSet", object("StatefulSet")?)?;
+            if !is_raft_workload(&sts.metadata) {
+                return Ok(Subject::Other);
+            }
+            let old = req
+                .old_object
+                .map(|raw| decode::<StatefulSet>("StatefulSet", raw).map(Box::new))
+                .transpose()?;
+            Ok(Subject::StatefulSet {
+                sts: Box::new(sts),
+                old,
+            })
+        }
+        Some("scale") if webhook == Webhook::Validate && req.operation == Operation::Update => {
+            let new = replicas_of(&decode::<Scale>("Scale", object("Scale")?)?);
+            let old = req
+                .old_object
+                .map(|raw| decode::<Scale>("Scale", raw).map(|s| replicas_of(&s)))
+                .transpose()?;
+            Ok(Subject::Scale { new, old })
+        }
+        Some(_) => Ok(Subject::Other),
     }
+}
+
+fn with_verdict(mut response: Response, verdict: &Verdict) -> Response {
+    response.warnings = verdict.warning_messages();
     match verdict.denial() {
-        Some(message) => forbidden(response, message),
+        Some(message) => response.forbid(message),
         None => response,
     }
 }
 
-/// A denial as kubectl shows it: `Error from server (Forbidden): ... denied the request: <message>`.
-fn forbidden(response: AdmissionResponse, message: String) -> AdmissionResponse {
-    let mut denied = response.deny(message);
-    denied.result.code = 403;
-    denied.result.reason = "Forbidden".to_owned();
-    denied
-}
-
-/// Decides one admission request. Requests that do not concern a Raft StatefulSet are
-/// allowed untouched.
+/// Decides one admission request about `subject`. Requests that do not concern a Raft
+/// StatefulSet are allowed untouched.
 pub fn decide(
     webhook: Webhook,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
+    subject: &Subject,
     lookup: &dyn Lookup,
     settings: &Settings,
-) -> Result<AdmissionResponse, AdmissionError> {
-    let response = AdmissionResponse::from(req);
-    let is_statefulsets = req.resource.group == "apps" && req.resource.resource == "statefulsets";
-    if !is_statefulsets || !matches!(req.operation, Operation::Create | Operation::Update) {
-        return Ok(response);
-    }
-    let namespace = req.namespace.as_deref().unwrap_or("default");
-
-    match req.sub_resource.as_deref() {
-        None => {
-            let sts: StatefulSet = object("StatefulSet", req)?;
-            if !is_raft_workload(&sts.metadata) {
-                return Ok(response);
-            }
-            let old: Option<StatefulSet> = old_object("StatefulSet", req)?;
-            let service = service_name(&sts).and_then(|name| lookup.service(namespace, name));
+) -> Result<Response, AdmissionError> {
+    let response = Response::allow(&req.uid);
+    let namespace = req.namespace();
+    match subject {
+        Subject::Other => Ok(response),
+        Subject::StatefulSet { sts, old } => {
+            let service = service_name(sts).and_then(|name| lookup.service(namespace, name));
             let ctx = Context {
                 namespace,
                 service: service.as_deref(),
-                old: old.as_ref(),
+                old: old.as_deref(),
                 settings,
                 dry_run: req.dry_run,
             };
-            let verdict = validate(&sts, &ctx);
+            let verdict = validate(sts, &ctx);
             match webhook {
                 Webhook::Validate => Ok(with_verdict(response, &verdict)),
                 // An object the rules deny is left for /validate to explain, not injected.
                 Webhook::Mutate if !verdict.is_allowed() => Ok(response),
                 Webhook::Mutate => {
-                    let patch = mutate(&sts, &ctx)?;
+                    let patch = mutate(sts, &ctx)?;
                     if patch.0.is_empty() {
                         Ok(response)
                     } else {
-                        Ok(response.with_patch(patch)?)
+                        let bytes = serde_json::to_vec(&patch).map_err(AdmissionError::Patch)?;
+                        Ok(Response {
+                            patch: Some(bytes),
+                            ..response
+                        })
                     }
                 }
             }
         }
-        Some("scale") if webhook == Webhook::Validate && req.operation == Operation::Update => {
+        Subject::Scale { new, old } => {
             let Some(sts) = lookup.statefulset(namespace, &req.name) else {
                 return Ok(response);
             };
             if !is_raft_workload(&sts.metadata) {
                 return Ok(response);
             }
-            let new = replicas_of(&object::<Scale>("Scale", req)?);
-            let old = match old_object::<Scale>("Scale", req)? {
-                Some(old) => replicas_of(&old),
-                None => crate::policy::resolve::replicas(&sts),
-            };
+            let old = old.unwrap_or_else(|| crate::policy::resolve::replicas(&sts));
             Ok(with_verdict(
                 response,
-                &validate_scale(&sts, namespace, old, new, settings),
+                &validate_scale(&sts, namespace, old, *new, settings),
             ))
         }
-        Some(_) => Ok(response),
     }
 }
 
@@ -165,15 +172,9 @@ fn replicas_of(scale: &Scale) -> i32 {
 }
 
 /// Turns a decision into the response to send: the one place where an error becomes a denial.
-pub fn respond(
-    req: &AdmissionRequest<DynamicObject>,
-    decision: Result<AdmissionResponse, AdmissionError>,
-) -> AdmissionResponse {
+pub fn respond(req: &Request, decision: Result<Response, AdmissionError>) -> Response {
     decision.unwrap_or_else(|error| {
         tracing::warn!(%error, "denying a request that could not be decided");
-        forbidden(
-            AdmissionResponse::from(req),
-            format!("raft-injector: {error}"),
-        )
+        Response::allow(&req.uid).forbid(format!("raft-injector: {error}"))
     })
 }

@@ -3,39 +3,24 @@
 
 use std::time::Duration;
 
-use kube::core::admission::{AdmissionRequest, Operation};
-use kube::core::DynamicObject;
-
+use super::{Request, Subject};
 use crate::cluster::{eventually, Lookup};
-use crate::policy::names::RAFT_LABEL;
+use crate::policy::validate::service_name;
 
-/// Waits, at most `grace`, until the caches hold what `req` refers to: the headless
+/// Waits, at most `grace`, until the caches hold what the request refers to: the headless
 /// Service of a Raft StatefulSet, or the StatefulSet behind a `statefulsets/scale` request.
 /// Returns at once when the object is already cached or the request needs nothing.
-pub async fn settle(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, grace: Duration) {
-    let is_statefulsets = req.resource.group == "apps" && req.resource.resource == "statefulsets";
-    if grace.is_zero()
-        || !is_statefulsets
-        || !matches!(req.operation, Operation::Create | Operation::Update)
-    {
+pub async fn settle(req: &Request<'_>, subject: &Subject, lookup: &dyn Lookup, grace: Duration) {
+    if grace.is_zero() {
         return;
     }
-    let namespace = req.namespace.as_deref().unwrap_or("default");
-    match req.sub_resource.as_deref() {
-        None => {
-            let Some(object) = req.object.as_ref() else {
+    let namespace = req.namespace();
+    match subject {
+        Subject::StatefulSet { sts, .. } => {
+            let Some(service) = service_name(sts).filter(|s| !s.is_empty()) else {
                 return;
             };
-            let labelled = object
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(RAFT_LABEL))
-                .is_some_and(|v| v == "true");
-            let service = object.data["spec"]["serviceName"]
-                .as_str()
-                .unwrap_or_default();
-            if labelled && !service.is_empty() && lookup.service(namespace, service).is_none() {
+            if lookup.service(namespace, service).is_none() {
                 let found = eventually(grace, || lookup.service(namespace, service)).await;
                 tracing::debug!(
                     service,
@@ -44,10 +29,10 @@ pub async fn settle(req: &AdmissionRequest<DynamicObject>, lookup: &dyn Lookup, 
                 );
             }
         }
-        Some("scale") if lookup.statefulset(namespace, &req.name).is_none() => {
+        Subject::Scale { .. } if lookup.statefulset(namespace, &req.name).is_none() => {
             let found = eventually(grace, || lookup.statefulset(namespace, &req.name)).await;
             tracing::debug!(found = found.is_some(), "waited for the StatefulSet cache");
         }
-        Some(_) => {}
+        Subject::Scale { .. } | Subject::Other => {}
     }
 }

@@ -11,12 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
-use kube::core::DynamicObject;
 use tracing::Instrument;
 
 use super::metrics::{Metrics, Outcome};
-use crate::admission::{decide, respond, settle, Webhook};
+use crate::admission::{decide, parse, respond, settle, subject, Webhook};
 use crate::cluster::Lookup;
 use crate::policy::Settings;
 
@@ -71,15 +69,6 @@ async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, (StatusCode, 
     }
 }
 
-fn operation_name(op: &Operation) -> &'static str {
-    match op {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
-}
-
 fn reject(
     state: &AppState,
     webhook: Webhook,
@@ -98,22 +87,6 @@ fn reject(
     (status, message).into_response()
 }
 
-/// Parses the body into an AdmissionRequest, or says in one line why it is not one.
-fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
-        .map_err(|e| format!("request body is not an AdmissionReview: {e}"))?;
-    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
-        return Err(format!(
-            "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {:?} kind {:?}; register the \
-             webhook with admissionReviewVersions: [v1]",
-            review.types.api_version, review.types.kind
-        ));
-    }
-    review
-        .try_into()
-        .map_err(|_| "the AdmissionReview has no request".to_owned())
-}
-
 async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
     let body = match read_body(body, state.body_timeout).await {
@@ -125,7 +98,7 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
         Err(message) => return reject(&state, webhook, StatusCode::BAD_REQUEST, message, started),
     };
 
-    let operation = operation_name(&req.operation);
+    let operation = req.operation_name();
     let span = tracing::info_span!(
         "admission",
         webhook = webhook.as_str(),
@@ -137,17 +110,26 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
         subresource = req.sub_resource.as_deref().unwrap_or_default(),
     );
     async {
-        settle(&req, state.lookup.as_ref(), state.cache_grace).await;
-        let response = respond(
-            &req,
-            decide(webhook, &req, state.lookup.as_ref(), &state.settings),
-        );
+        let decision = match subject(webhook, &req) {
+            Ok(subject) => {
+                settle(&req, &subject, state.lookup.as_ref(), state.cache_grace).await;
+                decide(
+                    webhook,
+                    &req,
+                    &subject,
+                    state.lookup.as_ref(),
+                    &state.settings,
+                )
+            }
+            Err(error) => Err(error),
+        };
+        let response = respond(&req, decision);
         let outcome = match (response.allowed, response.patch.is_some()) {
             (false, _) => Outcome::Denied,
             (true, true) => Outcome::Patched,
             (true, false) => Outcome::Allowed,
         };
-        let warnings = response.warnings.as_ref().map_or(0, Vec::len);
+        let warnings = response.warnings.len();
         if response.allowed {
             tracing::debug!(?outcome, warnings, "admitted");
         } else {
