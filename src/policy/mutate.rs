@@ -399,14 +399,37 @@ fn injection_hash(
     pre_stop: bool,
 ) -> String {
     let env: Vec<&EnvVar> = desired.iter().filter(|v| owned.contains(&v.name)).collect();
-    let material = to_value((
+    // Streamed into the hash as compact JSON, byte for byte what `Value::to_string` printed
+    // when this was first written (recorded hashes must not change).
+    let mut hasher = HashWriter(Sha256::new());
+    let material = (
         env,
         init,
         helper_volume(),
         helper_mount(),
         pre_stop,
         r.container,
-    ));
-    let digest = Sha256::digest(material.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    );
+    // Writing plain structs into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, &material);
+    let digest = hasher.0.finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
