@@ -10,6 +10,12 @@ use raft_injector::cli::{Cli, Command, InputArgs, LogFormat, MemberCommand, Stat
 use raft_injector::offline::{self, DefaultNamespace, Report};
 use raft_injector::policy::Settings;
 
+// mimalloc: malloc and free were about a third of an admission's time with glibc's
+// allocator, and musl's (the static image) is slower still; `make bench` shows both.
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat, also_to_container_log: bool, default_filter: &str) {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
