@@ -34,6 +34,50 @@ fn the_webhook_runs_in_cluster_behind_its_service() {
     }
     let pdb = get(plane, "raft-injector", "pdb/raft-injector").expect("PodDisruptionBudget");
     assert_eq!(pdb["status"]["currentHealthy"], 2, "{pdb:#}");
+
+    // `raft-injector check` finds nothing wrong with the kustomize install either (the chart
+    // install is checked step by step in tests/chart_install.rs).
+    let ns = namespace(plane, "check", true);
+    // Right after an install a replaced pod may still be listed (a warning); wait it out.
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_raft-injector"))
+            .args(["check", "-n", &ns, "-o", "json"])
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .output()
+            .expect("raft-injector check runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (out.status.success(), report)
+    };
+    let all_pass = |report: &Value| {
+        let installation: Vec<&Value> = report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["group"] == "raft-injector installation")
+            .collect();
+        installation.len() == 7 && installation.iter().all(|c| c["outcome"] == "pass")
+    };
+    let mut last = Value::Null;
+    let passed = common::controlplane::eventually(60, || {
+        let (ok, report) = check();
+        let done = ok && all_pass(&report);
+        last = report;
+        done.then_some(())
+    });
+    assert!(
+        passed.is_some(),
+        "check did not pass every installation check within 60 s:\n{last:#}"
+    );
+    assert!(
+        last["checks"].as_array().unwrap().iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .contains("serves a certificate the caBundles trust for raft-injector.raft-injector.svc (2 pods)")),
+        "{last:#}"
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
 }
 
 #[test]
