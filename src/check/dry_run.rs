@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::install::Installation;
@@ -49,40 +49,36 @@ pub fn probe(replicas: i32) -> StatefulSet {
 
 /// Where the dry runs go: the `--namespace` given, if opted in, else the first opted-in
 /// namespace that is not the webhook's own.
-async fn target_namespace(
-    client: &Client,
+fn target_namespace(
     options: &Options,
     installation: &Installation,
-) -> Result<Option<String>, String> {
-    let selector = format!("{INJECTION_LABEL}=enabled");
-    let namespaces = bounded(
-        options.timeout,
-        Api::<Namespace>::all(client.clone()).list(&ListParams::default().labels(&selector)),
-    )
-    .await?;
-    let opted_in: Vec<String> = namespaces
-        .items
-        .into_iter()
+    opted_in: &[Namespace],
+) -> Option<String> {
+    let mut usable = opted_in
+        .iter()
         .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter_map(|n| n.metadata.name)
-        .filter(|n| n != "kube-system" && Some(n) != installation.namespace.as_ref())
-        .collect();
-    Ok(match &options.namespace {
-        Some(wanted) => opted_in.iter().find(|n| *n == wanted).cloned(),
-        None => opted_in.into_iter().next(),
-    })
+        .filter_map(|n| n.metadata.name.as_ref())
+        .filter(|n| *n != "kube-system" && Some(*n) != installation.namespace.as_ref());
+    match &options.namespace {
+        Some(wanted) => usable.find(|n| *n == wanted).cloned(),
+        None => usable.next().cloned(),
+    }
 }
 
 pub async fn check(
     client: &Client,
     options: &Options,
     installation: Option<&Installation>,
+    opted_in: &Result<Vec<Namespace>, String>,
     report: &mut Report,
 ) {
     let Some(installation) = installation else {
         return;
     };
-    let namespace = match target_namespace(client, options, installation).await {
+    let target = opted_in
+        .as_ref()
+        .map(|list| target_namespace(options, installation, list));
+    let namespace = match target {
         Ok(Some(namespace)) => namespace,
         Ok(None) => {
             let which = match &options.namespace {

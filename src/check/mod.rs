@@ -13,6 +13,7 @@ pub mod workloads;
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 
 pub use report::{Check, Outcome, Report};
@@ -37,9 +38,36 @@ pub const INSTALLATION: &str = "raft-injector installation";
 pub async fn run(client: Client, options: &Options) -> Report {
     let mut report = Report::default();
     let installation = install::check(&client, options, &mut report).await;
-    dry_run::check(&client, options, installation.as_ref(), &mut report).await;
-    workloads::check(&client, options, installation.as_ref(), &mut report).await;
+    let opted_in = opted_in(&client, options).await;
+    dry_run::check(
+        &client,
+        options,
+        installation.as_ref(),
+        &opted_in,
+        &mut report,
+    )
+    .await;
+    workloads::check(
+        &client,
+        options,
+        installation.as_ref(),
+        &opted_in,
+        &mut report,
+    )
+    .await;
     report
+}
+
+/// The namespaces labelled for injection, listed once for the checks that need them.
+async fn opted_in(client: &Client, options: &Options) -> Result<Vec<Namespace>, String> {
+    let selector = format!("{}=enabled", crate::policy::names::INJECTION_LABEL);
+    let list = bounded(
+        options.timeout,
+        kube::Api::<Namespace>::all(client.clone())
+            .list(&kube::api::ListParams::default().labels(&selector)),
+    )
+    .await?;
+    Ok(list.items)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,8 +2,6 @@
 //! as things are now (the Service may have changed since admission), the injection matches
 //! the running webhook, and the Raft member list matches `spec.replicas`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{AttachParams, ListParams};
@@ -24,6 +22,7 @@ pub async fn check(
     client: &Client,
     options: &Options,
     installation: Option<&Installation>,
+    opted_in: &Result<Vec<Namespace>, String>,
     report: &mut Report,
 ) {
     let api = match &options.namespace {
@@ -51,7 +50,11 @@ pub async fn check(
         ));
         return;
     }
-    let opted_in = opted_in_namespaces(client, options).await;
+    let opted_in: Option<Vec<&str>> = opted_in.as_ref().ok().map(|list| {
+        list.iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect()
+    });
     let settings = installation.map(|i| i.settings.clone()).unwrap_or_default();
     let version = installation.and_then(|i| i.version.as_deref());
     for sts in &statefulsets {
@@ -59,7 +62,7 @@ pub async fn check(
         let name = sts.metadata.name.clone().unwrap_or_default();
         let group = format!("StatefulSet {namespace}/{name}");
         if let Some(opted_in) = &opted_in {
-            if !opted_in.contains_key(&namespace) {
+            if !opted_in.contains(&namespace.as_str()) {
                 report.push(
                     Check::warn(&group, "its namespace is opted in", format!("namespace {namespace} is not labelled {INJECTION_LABEL}=enabled: the webhook neither checks nor injects this StatefulSet"))
                         .hint(format!("kubectl label namespace {namespace} {INJECTION_LABEL}=enabled")),
@@ -84,22 +87,6 @@ pub async fn check(
             report.push(members(client, options, &group, sts, &namespace, status.flavor).await);
         }
     }
-}
-
-async fn opted_in_namespaces(client: &Client, options: &Options) -> Option<BTreeMap<String, ()>> {
-    let selector = format!("{INJECTION_LABEL}=enabled");
-    let list = bounded(
-        options.timeout,
-        Api::<Namespace>::all(client.clone()).list(&ListParams::default().labels(&selector)),
-    )
-    .await
-    .ok()?;
-    Some(
-        list.items
-            .into_iter()
-            .filter_map(|n| Some((n.metadata.name?, ())))
-            .collect(),
-    )
 }
 
 async fn service_of(
@@ -195,9 +182,7 @@ pub fn injection(
     }
     let summary = format!(
         "raft-injector {}, flavor {}, bootstrap size {}",
-        status.version,
-        flavor_name(status.flavor),
-        status.bootstrap_size
+        status.version, status.flavor, status.bootstrap_size
     );
     if stale.is_empty() {
         Check::pass(group, format!("{CHECK} ({summary})"))
@@ -205,13 +190,6 @@ pub fn injection(
         Check::warn(group, CHECK, stale.join("\n")).hint(format!(
             "an injection is frozen so that an upgrade never rolls a Raft cluster; to take the new one, {recreate}"
         ))
-    }
-}
-
-fn flavor_name(flavor: Flavor) -> &'static str {
-    match flavor {
-        Flavor::Generic => "generic",
-        Flavor::Etcd => "etcd",
     }
 }
 
