@@ -21,12 +21,13 @@ use common::controlplane::{get, namespace, run, ControlPlane};
 use common::node::{apply_etcd, exec, installed, wait, wait_members, wait_ready};
 use serde_json::Value;
 
-fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    let out = Command::new(common::helm())
+/// Runs `program` against the local cluster: (exit code 0, stdout and stderr).
+fn tool(program: &str, plane: &ControlPlane, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
         .args(args)
         .env("KUBECONFIG", &plane.kubeconfig)
         .output()
-        .expect("helm runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     (
         out.status.success(),
         format!(
@@ -37,22 +38,16 @@ fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// `raft-injector check` against the local cluster: (exit code 0, stdout and stderr).
+fn helm(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
+    tool(common::helm(), plane, args)
+}
+
+/// `raft-injector check ARGS` against the local cluster.
 fn check(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
-        .arg("check")
-        .args(args)
-        .env("KUBECONFIG", &plane.kubeconfig)
-        .output()
-        .expect("raft-injector check runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(args.iter().copied())
+        .collect();
+    tool(env!("CARGO_BIN_EXE_raft-injector"), plane, &args)
 }
 
 fn assert_lines(out: &str, lines: &[&str]) {
