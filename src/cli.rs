@@ -77,7 +77,8 @@ pub enum MemberCommand {
         )]
         timeout_seconds: u64,
     },
-    /// etcd: add a member beyond the bootstrap set to the running cluster before etcd starts.
+    /// Add a member beyond the bootstrap set to the running cluster before the application
+    /// starts (etcd: through etcd's gateway; generic: through the join-url annotation).
     Join {
         /// The helper volume, where the join settings are written.
         #[arg(long, env = "RAFT_INJECTOR_HELPER_DIR", default_value = crate::policy::names::HELPER_MOUNT_PATH)]

@@ -199,7 +199,11 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
             let env = MemberEnv::from_process_env()?;
             runtime()?.block_on(async {
                 let budget = Duration::from_secs(timeout_seconds);
-                match join::join(&env, &Gateway::default(), &dir, budget).await {
+                let joined = match env.etcd {
+                    Some(_) => join::join(&env, &Gateway::default(), &dir, budget).await,
+                    None => join::join_generic(&env, budget).await,
+                };
+                match joined {
                     Ok(outcome) => {
                         let (reason, message) = match &outcome {
                             JoinOutcome::Bootstrap => (
@@ -228,6 +232,24 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                                     "MemberJoined",
                                     format!("added to the running cluster; initial cluster {initial_cluster}"),
                                 )
+                            }
+                            JoinOutcome::BootstrapPeer => (
+                                "MemberBootstrapping",
+                                format!(
+                                    "a bootstrap member (ordinal {} < {}, named in RAFT_PEERS); no join call needed",
+                                    env.ordinal, env.bootstrap_size
+                                ),
+                            ),
+                            JoinOutcome::JoinedThroughUrl { url, status } => (
+                                "MemberJoined",
+                                format!("the join URL {url} accepted this member (HTTP {status})"),
+                            ),
+                            JoinOutcome::NoJoinUrl => {
+                                let message = "annotation raft-injector.io/join-url is not set, so this member \
+                                     beyond the bootstrap set starts without joining; the application must add it";
+                                tracing::warn!("member join: {message}");
+                                record(&env, Kind::Warning, "MemberJoinSkipped", message, EVENT_TIMEOUT).await;
+                                return Ok(ExitCode::SUCCESS);
                             }
                         };
                         tracing::info!("member join: {message}");

@@ -584,6 +584,66 @@ fn etcd_gets_the_reconcile_sidecar_as_a_native_sidecar_after_join() {
 }
 
 #[test]
+fn the_generic_flavor_gets_the_join_init_container_only_with_a_join_url() {
+    let (mut sts, svc) = ratis();
+    assert_eq!(init_names(&injected(&sts, Some(&svc))), ["raft-injector"]);
+    common::annotate(
+        &mut sts,
+        "raft-injector.io/join-url",
+        "POST http://{peer}:8080/raft/join?id={name}&address={address}",
+    );
+    let stored = injected(&sts, Some(&svc));
+    assert_eq!(
+        init_names(&stored),
+        ["raft-injector", "raft-injector-join"],
+        "no reconcile sidecar and no exec wrapper outside the etcd flavor"
+    );
+    let spec = stored
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let join = &spec.init_containers.as_ref().unwrap()[1];
+    let target = &spec.containers[0];
+    assert_eq!(join.image, target.image, "runs in the app's image");
+    assert_eq!(
+        join.command.as_deref().unwrap(),
+        ["/raft-injector/raft-injector", "member", "join"]
+    );
+    let names: Vec<&str> = join.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    for needed in [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "RAFT_ORDINAL",
+        "RAFT_ID",
+        "RAFT_ADDRESS",
+        "RAFT_PEERS",
+        "RAFT_CLUSTER_SIZE",
+    ] {
+        assert!(names.contains(&needed), "{needed} in {names:?}");
+    }
+    assert_eq!(
+        target.command,
+        sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .command
+    );
+    // Idempotent: the injected object gets an empty patch.
+    assert!(mutate_with(&stored, Some(&svc), None, &settings())
+        .0
+        .is_empty());
+}
+
+#[test]
 fn a_statefulset_injected_before_the_sidecar_existed_is_not_rolled_to_add_it() {
     let (sts, svc) = etcd();
     let mut older = injected(&sts, Some(&svc));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use raft_injector::member::etcd::{host_of, quorum, Member};
-use raft_injector::member::generic::LeaveUrl;
+use raft_injector::member::generic::HookUrl;
 use raft_injector::member::leave::{decide, Decision};
 use raft_injector::member::{MemberEnv, MemberError};
 
@@ -127,9 +127,10 @@ fn member_env_says_which_variable_is_missing() {
 fn leave_url_placeholders_and_method() {
     let env = pod_env(&[]);
     let member = MemberEnv::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let leave = LeaveUrl::parse(
+    let leave = HookUrl::parse(
         "DELETE http://{peer}:8080/groups/members/{name}?ns={namespace}&ordinal={ordinal}",
-    );
+    )
+    .unwrap();
     assert_eq!(leave.method, reqwest::Method::DELETE);
     let urls = leave.urls(&member);
     assert_eq!(urls.len(), 3, "one per other bootstrap member");
@@ -137,11 +138,37 @@ fn leave_url_placeholders_and_method() {
         urls[0],
         "http://etcd-0.etcd.prod.svc.cluster.local:8080/groups/members/etcd-4?ns=prod&ordinal=4"
     );
-    let plain = LeaveUrl::parse("http://localhost:9000/leave?id={id}");
+    let plain = HookUrl::parse("http://localhost:9000/leave?id={id}").unwrap();
     assert_eq!(plain.method, reqwest::Method::POST);
     assert_eq!(
         plain.urls(&member),
         ["http://localhost:9000/leave?id=etcd-4.etcd.prod.svc.cluster.local"]
+    );
+}
+
+#[test]
+fn hook_urls_that_cannot_work_are_refused_with_the_reason() {
+    for (annotation, expected) in [
+        ("", "is not an http:// or https:// URL"),
+        ("{peer}:8080/join", "is not an http:// or https:// URL"),
+        ("post http://{peer}/join", "\"post\" is not an HTTP method"),
+        ("PUT ftp://{peer}/join", "is not an http:// or https:// URL"),
+        (
+            "http://{peer}:8080/join?id={pod}",
+            "{pod} is not a placeholder",
+        ),
+        ("http://{peer}:8080/join?id={name", "without a closing }"),
+        ("http://{peer}:port/join", "is not a URL"),
+    ] {
+        let error = HookUrl::parse(annotation).unwrap_err();
+        assert!(error.contains(expected), "{annotation:?}: {error}");
+    }
+    let ok = HookUrl::parse("  PUT https://{peer}:8443/raft/members/{name}?address={address}  ")
+        .unwrap();
+    assert_eq!(ok.method, reqwest::Method::PUT);
+    assert_eq!(
+        ok.template,
+        "https://{peer}:8443/raft/members/{name}?address={address}"
     );
 }
 
@@ -160,16 +187,16 @@ fn gateway_ids_are_strings_and_unstarted_members_have_no_name() {
     assert_eq!((quorum(2), quorum(3), quorum(4), quorum(5)), (2, 2, 3, 3));
 }
 
-mod generic_leave {
+mod generic_hooks {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
 
     use axum::extract::{Path, State};
     use axum::http::StatusCode;
-    use axum::routing::delete;
+    use axum::routing::{delete, post};
     use axum::{Json, Router};
-    use raft_injector::member::generic::{remove_generic, LeaveUrl};
+    use raft_injector::member::generic::{add_generic, remove_generic, HookUrl};
     use raft_injector::member::leave::Removal;
     use raft_injector::member::MemberEnv;
 
@@ -219,9 +246,13 @@ mod generic_leave {
     #[tokio::test]
     async fn a_2xx_answer_means_removed_and_the_body_names_the_member() {
         let (url, calls, bodies) = serve(StatusCode::NO_CONTENT, 0).await;
-        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let removal = remove_generic(
+            &member(),
+            &HookUrl::parse(&url).unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(removal, Removal::Removed);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let body = bodies.lock().unwrap()[0].clone();
@@ -236,18 +267,26 @@ mod generic_leave {
     #[tokio::test]
     async fn not_found_means_already_gone() {
         let (url, _, _) = serve(StatusCode::NOT_FOUND, 0).await;
-        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let removal = remove_generic(
+            &member(),
+            &HookUrl::parse(&url).unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(removal, Removal::AlreadyGone);
     }
 
     #[tokio::test]
     async fn errors_are_retried_until_the_deadline() {
         let (url, calls, _) = serve(StatusCode::OK, 2).await;
-        let removal = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let removal = remove_generic(
+            &member(),
+            &HookUrl::parse(&url).unwrap(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(removal, Removal::Removed);
         assert_eq!(
             calls.load(Ordering::SeqCst),
@@ -256,91 +295,124 @@ mod generic_leave {
         );
 
         let (url, _, _) = serve(StatusCode::OK, usize::MAX).await;
-        let error = remove_generic(&member(), &LeaveUrl::parse(&url), Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let error = remove_generic(
+            &member(),
+            &HookUrl::parse(&url).unwrap(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
         assert!(error.to_string().contains("503"), "{error}");
     }
-}
 
-#[test]
-fn a_missing_ordinal_names_the_downward_api_field() {
-    // No RAFT_ORDINAL and a pod name without an ordinal: the label is missing.
-    let mut env = pod_env(&[("POD_NAME", "etcd")]);
-    env.remove("RAFT_ORDINAL");
-    let error = MemberEnv::from_lookup(|k| env.get(k).cloned())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("RAFT_ORDINAL is not set")
-            && error.contains("metadata.labels['apps.kubernetes.io/pod-index']")
-            && error.contains("Kubernetes 1.28"),
-        "{error}"
-    );
-    // Without the label, the pod name still gives the ordinal.
-    let mut env = pod_env(&[]);
-    env.remove("RAFT_ORDINAL");
-    assert_eq!(
-        MemberEnv::from_lookup(|k| env.get(k).cloned())
-            .unwrap()
-            .ordinal,
-        4
-    );
-    let mut env = pod_env(&[]);
-    env.remove("POD_NAME");
-    let error = MemberEnv::from_lookup(|k| env.get(k).cloned())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("the downward API field metadata.name"),
-        "{error}"
-    );
-}
+    /// Two bootstrap peers on one port, at 127.0.0.2 and 127.0.0.3 (loopback answers on
+    /// all of 127/8): the first refuses (not the leader, say), the second answers 503
+    /// `fail_first` times, then accepts with 202.
+    async fn serve_join(fail_first: usize) -> (u16, Arc<AtomicUsize>, Seen) {
+        let refused = Arc::new(AtomicUsize::new(0));
+        let seen: Seen = Default::default();
+        let refuser = Router::new().route(
+            "/raft/join",
+            post({
+                let refused = refused.clone();
+                move || async move {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::CONFLICT, "not the leader")
+                }
+            }),
+        );
+        let acceptor = Router::new()
+            .route(
+                "/raft/join",
+                post(
+                    move |State((calls, bodies)): State<Seen>,
+                          axum::extract::RawQuery(query): axum::extract::RawQuery,
+                          Json(body): Json<serde_json::Value>| async move {
+                        bodies
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {body}", query.unwrap_or_default()));
+                        if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            StatusCode::ACCEPTED
+                        }
+                    },
+                ),
+            )
+            .with_state(seen.clone());
+        let first = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let second = tokio::net::TcpListener::bind(("127.0.0.3", port))
+            .await
+            .unwrap();
+        tokio::spawn(async move { axum::serve(first, refuser).await.unwrap() });
+        tokio::spawn(async move { axum::serve(second, acceptor).await.unwrap() });
+        (port, refused, seen)
+    }
 
-mod deadlines {
-    use std::time::{Duration, Instant};
-
-    use raft_injector::member::etcd::Gateway;
-    use raft_injector::member::{join, MemberEnv};
-
-    /// A peer that accepts connections and never answers.
-    async fn silent_peer() -> u16 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
-        port
+    fn joiner() -> MemberEnv {
+        MemberEnv {
+            peers: vec!["127.0.0.2:7000".to_owned(), "127.0.0.3:7000".to_owned()],
+            bootstrap_size: 2,
+            ..member()
+        }
     }
 
     #[tokio::test]
-    async fn join_gives_up_at_its_deadline_even_when_peers_hang() {
-        let port = silent_peer().await;
-        let env = super::pod_env(&[
-            ("RAFT_PEERS", "127.0.0.1:2380"),
-            (
-                "ETCD_ADVERTISE_CLIENT_URLS",
-                &format!("http://etcd-4.etcd.prod.svc.cluster.local:{port}"),
-            ),
-            (
-                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-                "http://etcd-4.etcd.prod.svc.cluster.local:2380",
-            ),
-        ]);
-        let env = MemberEnv::from_lookup(|k| env.get(k).cloned()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let budget = Duration::from_secs(2);
-        let started = Instant::now();
-        let error = join::join(&env, &Gateway::default(), dir.path(), budget)
+    async fn join_tries_each_peer_until_one_accepts_and_retries_refusals() {
+        let (port, refused, (calls, bodies)) = serve_join(1).await;
+        let url = HookUrl::parse(&format!(
+            "http://{{peer}}:{port}/raft/join?id={{name}}&address={{address}}"
+        ))
+        .unwrap();
+        let (accepted_by, status) = add_generic(&joiner(), &url, Duration::from_secs(10))
             .await
-            .unwrap_err();
-        let took = started.elapsed();
-        assert!(error.to_string().contains("gave up after 2s"), "{error}");
-        // Each call to the silent peer would take 3 s; the budget cuts it off.
-        assert!(took < budget + Duration::from_secs(1), "took {took:?}");
-        assert!(!dir.path().join("etcd-join.env").exists());
+            .unwrap();
+        assert_eq!(status, 202);
+        assert!(
+            accepted_by.starts_with("http://127.0.0.3:"),
+            "{accepted_by}"
+        );
+        assert_eq!(
+            (refused.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (2, 2),
+            "each round asks the first peer, then the second: 503 in round one, 202 in round two"
+        );
+        let body = bodies.lock().unwrap()[1].clone();
+        assert!(
+            body.starts_with("id=etcd-4&address=etcd-4.etcd.prod.svc.cluster.local:2380 ")
+                && body.contains(r#""ordinal":4"#),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_join_nobody_accepts_fails_at_the_deadline_naming_the_last_answer() {
+        let (port, _, _) = serve_join(usize::MAX).await;
+        let url = HookUrl::parse(&format!("http://{{peer}}:{port}/raft/join")).unwrap();
+        let started = std::time::Instant::now();
+        let error = add_generic(&joiner(), &url, Duration::from_secs(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.contains("gave up after 2s")
+                && error.contains("the join URL")
+                && error.contains("503"),
+            "{error}"
+        );
+        // A 404 is no success for a join (only leave reads it as already gone).
+        let missing = HookUrl::parse(&format!("http://127.0.0.2:{port}/no-such-path")).unwrap();
+        let error = add_generic(&joiner(), &missing, Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("404"), "{error}");
     }
 }

@@ -182,6 +182,16 @@ fn bad_annotations_are_denied() {
             "sidecar",
             "has no such container",
         ),
+        (
+            "raft-injector.io/join-url",
+            "http://{peer}:8080/join?id={pod_name}",
+            "annotation raft-injector.io/join-url is \"http://{peer}:8080/join?id={pod_name}\": {pod_name} is not a placeholder",
+        ),
+        (
+            "raft-injector.io/leave-url",
+            "{peer}:8080/leave",
+            "annotation raft-injector.io/leave-url is \"{peer}:8080/leave\": \"{peer}:8080/leave\" is not an http:// or https:// URL",
+        ),
     ] {
         let (mut sts, svc) = etcd();
         annotate(&mut sts, key, value);

@@ -1,11 +1,19 @@
-//! Member removal for the generic flavor: one HTTP call described by the StatefulSet's
-//! annotation `raft-injector.io/leave-url`.
+//! Membership changes for the generic flavor: one HTTP call each, described by the
+//! StatefulSet's annotations `raft-injector.io/join-url` (init container `member join`, for
+//! a pod beyond the bootstrap set) and `raft-injector.io/leave-url` (preStop `member leave`,
+//! for a pod being scaled away). The application implements both with its Raft library's
+//! own configuration change, so any library can be scaled without code in the helper.
 //!
-//! Format: `[METHOD ]URL` (method defaults to POST). Placeholders: `{id}` (RAFT_ID),
-//! `{name}` (pod name), `{namespace}`, `{ordinal}`, `{address}` (RAFT_ADDRESS) and `{peer}`
-//! (the host of another bootstrap member; each is tried in turn). The request body is JSON
-//! `{"id", "name", "namespace", "ordinal", "address"}`. A 2xx answer means removed, 404 or
-//! 410 means already gone; anything else is retried until the deadline.
+//! Format: `[METHOD ]URL` (method defaults to POST; the URL is http or https).
+//! Placeholders: `{id}` (RAFT_ID), `{name}` (pod name), `{namespace}`, `{ordinal}`,
+//! `{address}` (RAFT_ADDRESS) and `{peer}` (the host of another bootstrap member; each is
+//! tried in turn). The request body is JSON `{"id", "name", "namespace", "ordinal",
+//! "address"}`.
+//!
+//! Answers: any 2xx means done — for join, added or already a member (an application may
+//! answer 202 and finish the addition once the new member runs); for leave, removed. Leave
+//! also takes 404 or 410 as already gone. Anything else, or no answer, is retried against
+//! each URL in turn until the deadline.
 
 use std::time::Duration;
 
@@ -17,26 +25,95 @@ use serde_json::json;
 use super::leave::Removal;
 use super::{MemberEnv, MemberError};
 
-/// The parsed annotation.
+/// Which hook a URL serves, for messages and for what its answers mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Join,
+    Leave,
+}
+
+impl Hook {
+    pub fn annotation(self) -> &'static str {
+        match self {
+            Hook::Join => crate::policy::names::JOIN_URL_ANNOTATION,
+            Hook::Leave => crate::policy::names::LEAVE_URL_ANNOTATION,
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::Join => "join",
+            Hook::Leave => "leave",
+        })
+    }
+}
+
+/// A parsed `join-url` or `leave-url` annotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaveUrl {
+pub struct HookUrl {
     pub method: Method,
     pub template: String,
 }
 
-impl LeaveUrl {
-    pub fn parse(annotation: &str) -> LeaveUrl {
+const PLACEHOLDERS: [&str; 6] = [
+    "{id}",
+    "{name}",
+    "{namespace}",
+    "{ordinal}",
+    "{address}",
+    "{peer}",
+];
+
+impl HookUrl {
+    /// Parses the annotation, or says what is wrong with it.
+    pub fn parse(annotation: &str) -> Result<HookUrl, String> {
         let annotation = annotation.trim();
-        match annotation.split_once(char::is_whitespace) {
-            Some((method, url)) if method.chars().all(|c| c.is_ascii_uppercase()) => LeaveUrl {
-                method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::POST),
-                template: url.trim().to_owned(),
-            },
-            _ => LeaveUrl {
-                method: Method::POST,
-                template: annotation.to_owned(),
-            },
+        let (method, template) = match annotation.split_once(char::is_whitespace) {
+            Some((method, url)) => {
+                if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
+                    return Err(format!(
+                        "{method:?} is not an HTTP method; the format is \"[METHOD ]URL\", e.g. \
+                         \"POST http://{{peer}}:8080/raft/join?id={{name}}\""
+                    ));
+                }
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+                (method, url.trim())
+            }
+            None => (Method::POST, annotation),
+        };
+        if !(template.starts_with("http://") || template.starts_with("https://")) {
+            return Err(format!(
+                "{template:?} is not an http:// or https:// URL; the format is \"[METHOD ]URL\""
+            ));
         }
+        // Anything in braces must be a known placeholder: a typo would otherwise reach the
+        // application as literal text at the worst moment.
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            let end = rest[start..].find('}').map(|e| start + e + 1);
+            let Some(end) = end else {
+                return Err(format!("{template:?} has a {{ without a closing }}"));
+            };
+            let placeholder = &rest[start..end];
+            if !PLACEHOLDERS.contains(&placeholder) {
+                return Err(format!(
+                    "{placeholder} is not a placeholder; known are {}",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &rest[end..];
+        }
+        let probe = PLACEHOLDERS
+            .iter()
+            .fold(template.to_owned(), |url, p| url.replace(p, "x"));
+        reqwest::Url::parse(&probe).map_err(|e| format!("{template:?} is not a URL: {e}"))?;
+        Ok(HookUrl {
+            method,
+            template: template.to_owned(),
+        })
     }
 
     /// The URLs to try, in order.
@@ -59,11 +136,19 @@ impl LeaveUrl {
     }
 }
 
-pub async fn remove_generic(
+/// Whether a leave answer says the member is already out of the configuration.
+fn already_gone(status: u16) -> bool {
+    matches!(status, 404 | 410)
+}
+
+/// Calls the hook's URLs in turn until one answers 2xx (or, for leave, 404/410), retrying
+/// rounds until `budget` is spent. Returns the URL that answered and its status.
+async fn call(
     env: &MemberEnv,
-    leave: &LeaveUrl,
+    hook: Hook,
+    url: &HookUrl,
     budget: Duration,
-) -> Result<Removal, MemberError> {
+) -> Result<(String, u16), MemberError> {
     let http = reqwest::Client::builder()
         .timeout(super::etcd::CALL_TIMEOUT)
         .build()
@@ -75,40 +160,66 @@ pub async fn remove_generic(
         "ordinal": env.ordinal,
         "address": env.address,
     });
-    let urls = leave.urls(env);
-    super::retry_until(
-        Instant::now() + budget,
-        budget,
-        "member removal",
-        || async {
-            let mut last = String::from("no URL to call");
-            for url in &urls {
-                match http
-                    .request(leave.method.clone(), url)
-                    .json(&body)
-                    .send()
-                    .await
+    let urls = url.urls(env);
+    let what = format!("member {hook}");
+    super::retry_until(Instant::now() + budget, budget, &what, || async {
+        let mut last = String::from("no URL to call");
+        for target in &urls {
+            match http
+                .request(url.method.clone(), target)
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(response)
+                    if response.status().is_success()
+                        || (hook == Hook::Leave && already_gone(response.status().as_u16())) =>
                 {
-                    Ok(response) if response.status().is_success() => {
-                        tracing::info!(%url, "removed through the leave URL");
-                        return Ok(Removal::Removed);
-                    }
-                    Ok(response) if matches!(response.status().as_u16(), 404 | 410) => {
-                        return Ok(Removal::AlreadyGone)
-                    }
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let body = response.text().await.unwrap_or_default();
-                        last = MemberError::LeaveRefused { status, body }.to_string();
-                    }
-                    Err(error) => last = format!("{url}: {error}"),
+                    let status = response.status().as_u16();
+                    tracing::info!(url = %target, status, "the {hook} URL answered");
+                    return Ok((target.clone(), status));
                 }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    last = MemberError::HookRefused {
+                        hook,
+                        url: target.clone(),
+                        status,
+                        body: body.trim().chars().take(512).collect(),
+                    }
+                    .to_string();
+                }
+                Err(error) => last = format!("{target}: {error}"),
             }
-            Err(MemberError::Unreachable {
-                tried: urls.join(", "),
-                last,
-            })
-        },
-    )
+        }
+        Err(MemberError::Unreachable {
+            tried: urls.join(", "),
+            last,
+        })
+    })
     .await
+}
+
+pub async fn remove_generic(
+    env: &MemberEnv,
+    leave: &HookUrl,
+    budget: Duration,
+) -> Result<Removal, MemberError> {
+    let (_, status) = call(env, Hook::Leave, leave, budget).await?;
+    Ok(if already_gone(status) {
+        Removal::AlreadyGone
+    } else {
+        Removal::Removed
+    })
+}
+
+/// Asks the running cluster to add this member; returns the URL that accepted and its
+/// status code.
+pub async fn add_generic(
+    env: &MemberEnv,
+    join: &HookUrl,
+    budget: Duration,
+) -> Result<(String, u16), MemberError> {
+    call(env, Hook::Join, join, budget).await
 }

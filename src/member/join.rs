@@ -1,5 +1,10 @@
-//! `raft-injector member join`, the etcd flavor's init container.
+//! `raft-injector member join`, the init container that adds a member beyond the bootstrap
+//! set to the running cluster before the application starts.
 //!
+//! Generic flavor: one call to the StatefulSet's `raft-injector.io/join-url` (see
+//! [`super::generic`]); the application's own Raft library does the configuration change.
+//!
+//! etcd flavor:
 //! The pod template is frozen to the bootstrap peer list, so a member beyond it (scale-up)
 //! must add itself to the running cluster and start etcd with `--initial-cluster-state
 //! existing` and the current member list. `join` does the member add and writes those two
@@ -16,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::etcd::{label, ordinal_in, Gateway, Member};
+use super::generic::{add_generic, Hook, HookUrl};
 use super::leave::{is_self, list_from_any, remove_member};
 use super::{EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
 
@@ -32,6 +38,50 @@ pub enum JoinOutcome {
         initial_cluster: String,
         data_set_aside: Option<PathBuf>,
     },
+    /// Generic flavor: a bootstrap member, named in `RAFT_PEERS`; nothing to call.
+    BootstrapPeer,
+    /// Generic flavor: the join URL accepted this member.
+    JoinedThroughUrl { url: String, status: u16 },
+    /// Generic flavor: the StatefulSet has no join URL (any more), so nothing was called.
+    NoJoinUrl,
+}
+
+/// The generic flavor's join: a member beyond the bootstrap set calls the join URL, read
+/// fresh from the StatefulSet, until one answers 2xx or `budget` is spent. Bootstrap
+/// members call nothing: the injected peer list already names them. A restarted member
+/// calls again, which the URL's contract makes harmless (already a member is success).
+pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutcome, MemberError> {
+    if env.ordinal < env.bootstrap_size {
+        return Ok(JoinOutcome::BootstrapPeer);
+    }
+    let deadline = Instant::now() + budget;
+    let statefulset = super::retry_until(deadline, budget, "reading the StatefulSet", || async {
+        let unreadable = |last: String| MemberError::Unreachable {
+            tried: format!("the Kubernetes API (StatefulSet {})", env.statefulset),
+            last,
+        };
+        match super::leave::read_statefulset(env, Duration::from_secs(5)).await {
+            Ok(Some(sts)) => Ok(sts),
+            Ok(None) => Err(unreadable("not found".to_owned())),
+            Err(error) => Err(unreadable(error)),
+        }
+    })
+    .await?;
+    let Some(annotation) = statefulset
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(Hook::Join.annotation()))
+    else {
+        return Ok(JoinOutcome::NoJoinUrl);
+    };
+    let url = HookUrl::parse(annotation).map_err(|why| MemberError::BadHookUrl {
+        hook: Hook::Join,
+        why,
+    })?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (url, status) = add_generic(env, &url, remaining).await?;
+    Ok(JoinOutcome::JoinedThroughUrl { url, status })
 }
 
 fn data_present(etcd: &EtcdEnv) -> bool {

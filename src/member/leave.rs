@@ -233,8 +233,12 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
     let removal = match (&env.etcd, leave_url) {
         (Some(_), _) => remove_etcd(env, &Gateway::default(), remaining).await?,
         (None, Some(url)) => {
-            super::generic::remove_generic(env, &super::generic::LeaveUrl::parse(&url), remaining)
-                .await?
+            use super::generic::{remove_generic, Hook, HookUrl};
+            let url = HookUrl::parse(&url).map_err(|why| MemberError::BadHookUrl {
+                hook: Hook::Leave,
+                why,
+            })?;
+            remove_generic(env, &url, remaining).await?
         }
         (None, None) => return Err(MemberError::NoLeaveUrl),
     };

@@ -1,6 +1,7 @@
 //! The in-pod helper (SPEC §5): `member leave` (preStop) removes this member from the Raft
-//! configuration only when the pod is being scaled away; `member join` (etcd init
-//! container) adds a member beyond the bootstrap set to the running cluster; `member exec`
+//! configuration only when the pod is being scaled away; `member join` (init container)
+//! adds a member beyond the bootstrap set to the running cluster (etcd: through etcd's
+//! gateway; generic: through the `join-url` annotation); `member exec`
 //! starts etcd with what `join` decided; `member reconcile` (etcd sidecar) repairs a leave
 //! that did not finish.
 
@@ -48,7 +49,7 @@ pub enum MemberError {
         value: String,
         why: &'static str,
     },
-    #[error("no etcd member answered ({tried}); last error: {last}")]
+    #[error("no member answered ({tried}); last error: {last}")]
     Unreachable { tried: String, last: String },
     #[error(
         "removing this member would leave {healthy} healthy of the {remaining} remaining voting members, below \
@@ -70,10 +71,17 @@ pub enum MemberError {
     },
     #[error("gave up after {0:?}: {1}")]
     Deadline(std::time::Duration, String),
-    #[error("the leave URL answered {status}: {body}")]
-    LeaveRefused { status: u16, body: String },
+    #[error("the {hook} URL {url} answered {status}: {body}")]
+    HookRefused {
+        hook: generic::Hook,
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("annotation raft-injector.io/leave-url is not set, so a generic-flavor member cannot remove itself")]
     NoLeaveUrl,
+    #[error("annotation {annotation} is not usable: {why}", annotation = .hook.annotation())]
+    BadHookUrl { hook: generic::Hook, why: String },
     #[error("{0}")]
     Etcd(#[from] etcd::EtcdError),
     #[error("{path}: {source}")]

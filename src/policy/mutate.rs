@@ -48,9 +48,9 @@ pub fn exec_prefix() -> Vec<String> {
         .to_vec()
 }
 
-/// The etcd flavor's init container: the helper, run from the shared volume inside the
-/// etcd image with etcd's own user, env and data volume, adds a scaled-up member to the
-/// cluster before etcd starts.
+/// The join init container: the helper, run from the shared volume inside the target's
+/// image with its user, env and volumes (etcd: its data directory), adds a scaled-up member
+/// to the cluster before the application starts.
 fn join_init_container(target: &Container, env: Vec<EnvVar>) -> Container {
     let mut mounts: Vec<VolumeMount> = target
         .volume_mounts
@@ -148,12 +148,17 @@ fn reconcile_sidecar(image: &str, env: Vec<EnvVar>) -> Container {
     serde_json::from_value(json).unwrap_or_default()
 }
 
+/// The helper's own user (the image's USER), set explicitly so that a pod-level
+/// `runAsUser: 0` (an app that must write a root-owned volume) does not make kubelet refuse
+/// the helper's containers for breaking `runAsNonRoot`.
 fn restricted_security_context() -> Value {
     serde_json::json!({
         "allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]},
         "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true
+        "runAsNonRoot": true,
+        "runAsUser": 65532,
+        "runAsGroup": 65532
     })
 }
 
@@ -295,16 +300,17 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
         &init,
     );
 
-    // etcd: join on scale-up, and start etcd through `member exec`.
-    if r.flavor == super::flavor::Flavor::Etcd {
-        let mut final_env = target.env.clone().unwrap_or_default();
-        final_env.extend(
-            desired
-                .iter()
-                .filter(|d| !final_env.iter().any(|e| e.name == d.name))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+    // Join on scale-up: etcd always, the generic flavor through its join URL.
+    let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
+    let mut final_env = target.env.clone().unwrap_or_default();
+    final_env.extend(
+        desired
+            .iter()
+            .filter(|d| !final_env.iter().any(|e| e.name == d.name))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    if is_etcd || r.joins_by_url {
         let join = join_init_container(target, final_env.clone());
         let inits = pod.and_then(|p| p.init_containers.as_ref());
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
@@ -317,6 +323,10 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
             }
             Some(_) => {}
         }
+    }
+
+    // etcd: the reconcile sidecar, and etcd started through `member exec`.
+    if is_etcd {
         // Only where nothing was injected yet: a StatefulSet injected before the sidecar
         // existed gets it when it is recreated, not on an update (that would roll every
         // member).

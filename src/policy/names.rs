@@ -12,6 +12,7 @@ pub const CLUSTER_DOMAIN_ANNOTATION: &str = "raft-injector.io/cluster-domain";
 pub const GROUP_ID_ANNOTATION: &str = "raft-injector.io/group-id";
 pub const FLAVOR_ANNOTATION: &str = "raft-injector.io/flavor";
 pub const LEAVE_URL_ANNOTATION: &str = "raft-injector.io/leave-url";
+pub const JOIN_URL_ANNOTATION: &str = "raft-injector.io/join-url";
 pub const STATUS_ANNOTATION: &str = "raft-injector.io/status";
 
 /// Set by the StatefulSet controller on every pod (beta and on by default since 1.28).
@@ -22,7 +23,8 @@ pub const HELPER_VOLUME: &str = "raft-injector";
 pub const HELPER_MOUNT_PATH: &str = "/raft-injector";
 /// Name of the init container that copies the helper binary into the volume.
 pub const HELPER_INIT_CONTAINER: &str = "raft-injector";
-/// Name of the etcd flavor's init container that adds a scaled-up member to the cluster.
+/// Name of the init container that adds a scaled-up member to the cluster (etcd flavor,
+/// and the generic flavor with a `join-url`).
 pub const JOIN_INIT_CONTAINER: &str = "raft-injector-join";
 /// Name of the etcd flavor's native sidecar (an init container with `restartPolicy:
 /// Always`) that repairs a missed leave.

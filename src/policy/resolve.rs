@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::{Container, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use uuid::Uuid;
 
+use crate::member::generic::{Hook, HookUrl};
+
 use super::context::Context;
 use super::dns;
 use super::flavor::Flavor;
@@ -31,6 +33,8 @@ pub struct Resolved {
     pub group_id: String,
     /// The frozen size of the bootstrap peer list.
     pub bootstrap_size: i32,
+    /// Generic flavor with a `join-url`: members beyond the bootstrap set join through it.
+    pub joins_by_url: bool,
 }
 
 /// Namespace of the UUIDv5 group ids: the UUIDv5 of `raft-injector.io` in the DNS namespace.
@@ -237,6 +241,19 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
     if let Some(problem) = flavor_change_problem(sts, ctx, flavor) {
         problems.push(problem);
     }
+    for hook in [Hook::Join, Hook::Leave] {
+        if let Some(raw) = annotation(sts, hook.annotation()) {
+            if let Err(why) = HookUrl::parse(raw) {
+                problems.push(format!(
+                    "annotation {} is {}: {why}",
+                    hook.annotation(),
+                    shown(raw)
+                ));
+            }
+        }
+    }
+    let joins_by_url = flavor == Flavor::Generic && annotation(sts, JOIN_URL_ANNOTATION).is_some();
+
     let group_id = annotation(sts, GROUP_ID_ANNOTATION)
         .map(str::to_owned)
         .unwrap_or_else(|| default_group_id(ctx.namespace, &name));
@@ -253,6 +270,7 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
             cluster_domain,
             group_id,
             bootstrap_size: bootstrap_size(sts, ctx.old),
+            joins_by_url,
         }),
         _ => Err(problems),
     }
