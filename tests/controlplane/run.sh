@@ -10,6 +10,8 @@
 #                         returns when the node is Ready and cluster DNS answers
 #   run.sh install DIR    build the raft-injector image from the Dockerfile, load it, and
 #                         install the webhook in-cluster the way the README tells users to
+#   run.sh ratis DIR      build the Ratis example's image (examples/ratis: Maven, jlink) and
+#                         load it into the node; prints its name
 #   run.sh down DIR       stop everything `up DIR` started; leaves no process, container,
 #                         mount, network namespace, link, iptables rule or cgroup behind
 #                         (the cluster's data stays in DIR)
@@ -165,6 +167,58 @@ injector_image_archive() {
   }
   cached_image raft-injector "$(source_key "$stage/out/usr/local/bin/raft-injector" "$root/Dockerfile" "$here/images/oci.py")" injector_recipe
   rm -rf "$stage"
+}
+
+# The Ratis example's image (examples/ratis): the application jar and its dependencies on a
+# JRE trimmed by jlink to the modules they use, plus the few glibc libraries that JRE links
+# against, copied from this machine. No base image, no package manager, no shell.
+ratis_image=ghcr.io/raft-injector/ratis-kv:0.1.0
+ratis_modules=java.base,java.naming,java.sql,java.logging,jdk.httpserver,jdk.management,jdk.unsupported
+ratis_image_archive() {
+  local src=$root/examples/ratis key
+  command -v mvn >/dev/null && command -v jlink >/dev/null || die "the Ratis example needs Maven and a JDK 17 (mvn, jlink)"
+  key=$(source_key "$src/pom.xml" $(find "$src/src" -type f | sort) "$here/images/oci.py" \
+    <(echo "$ratis_modules"; jlink --version; declare -f ratis_recipe))
+  cached_image ratis-kv "$key" ratis_recipe
+}
+
+ratis_recipe() {
+  local work rootfs lib
+  work=$(mktemp -d)
+  rootfs=$work/rootfs
+  # Built in a copy, so the source tree gets no target/ directory.
+  mkdir -p "$work/build"
+  cp -r "$root/examples/ratis/pom.xml" "$root/examples/ratis/src" "$work/build/"
+  (cd "$work/build" && mvn -B -q package >&2) || die "building examples/ratis with Maven failed"
+  jlink --add-modules "$ratis_modules" --strip-debug --no-man-pages --no-header-files \
+    --compress=2 --output "$rootfs/opt/java" >&2 || die "jlink failed"
+  mkdir -p "$rootfs/app" "$rootfs/data" "$rootfs/tmp" "$rootfs/etc"
+  chmod 1777 "$rootfs/tmp"
+  cp "$work/build/target/ratis-kv.jar" "$rootfs/app/"
+  cp -r "$work/build/target/lib" "$rootfs/app/lib"
+  # The shared libraries the JRE loads (and their dependencies), at the paths ldd reports.
+  for lib in $( (ldd "$rootfs/opt/java/bin/java"; find "$rootfs/opt/java/lib" -name '*.so' -exec ldd {} \;) 2>/dev/null |
+    grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+    [[ $lib == "$rootfs"* ]] && continue
+    mkdir -p "$rootfs$(dirname "$lib")"
+    cp -L "$lib" "$rootfs$lib"
+  done
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nratis:x:10001:10001:ratis:/data:/sbin/nologin\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nratis:x:10001:\n' >"$rootfs/etc/group"
+  python3 "$here/images/oci.py" "$1" --ref "$ratis_image" --rootfs "$rootfs" --user 10001:10001 \
+    --entrypoint '["/opt/java/bin/java","-XX:+UseSerialGC","-XX:MaxRAMPercentage=70","-XX:-UsePerfData","-Xss512k","-jar","/app/ratis-kv.jar"]' \
+    --env PATH=/opt/java/bin
+  rm -rf "$work"
+}
+
+# Builds (or reuses) the Ratis example's image and loads it into the node in DIR.
+load_ratis() {
+  local dir archive
+  dir=$(cd "$1" && pwd)
+  readyz "$dir" || die "no cluster is running in $dir; start it with: $0 up $dir"
+  archive=$(ratis_image_archive)
+  import_images "$dir" "$archive"
+  echo "$ratis_image"
 }
 
 # --- processes --------------------------------------------------------------------------
@@ -765,8 +819,9 @@ case ${1:-} in
   images) images ;;
   up) [[ -n ${2:-} ]] || die "usage: run.sh up DIR"; up "$2" ;;
   install) [[ -n ${2:-} ]] || die "usage: run.sh install DIR"; install_webhook "$2" ;;
+  ratis) [[ -n ${2:-} ]] || die "usage: run.sh ratis DIR"; load_ratis "$2" ;;
   down) [[ -n ${2:-} ]] || die "usage: run.sh down DIR"; down "$2" ;;
   reset) [[ -n ${2:-} ]] || die "usage: run.sh reset DIR"; reset "$2" ;;
   status) [[ -n ${2:-} ]] || die "usage: run.sh status DIR"; readyz "$(cd "$2" && pwd)" ;;
-  *) die "usage: run.sh build | images | up DIR | install DIR | down DIR | reset DIR | status DIR" ;;
+  *) die "usage: run.sh build | images | up DIR | install DIR | ratis DIR | down DIR | reset DIR | status DIR" ;;
 esac
