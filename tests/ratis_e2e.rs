@@ -1,0 +1,304 @@
+//! Apache Ratis for real, on the local cluster's node: `examples/ratis/kv.yaml` applied
+//! unchanged, its image built here (`run.sh ratis`: Maven, jlink). The app builds its
+//! RaftGroup from the injected env alone; scaling goes through the generic flavor's join
+//! and leave URLs, which the app implements with Ratis' setConfiguration.
+//!
+//! One story, in order: the group forms with the injected group id, a key written on one
+//! member is read on another, 3 → 5 → 3 with the configuration following, and a restart
+//! that changes nothing. Every wait has a deadline; on failure the test prints the pods,
+//! their events and logs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::controlplane::{get, namespace, run, ControlPlane};
+use common::node::*;
+use serde_json::Value;
+
+const STATEFULSET: &str = "kv";
+
+/// Builds the Ratis image and loads it into the node (cached by its sources).
+fn load_image(plane: &ControlPlane) {
+    let out = Command::new(common::root().join("tests/controlplane/run.sh"))
+        .arg("ratis")
+        .arg(&plane.dir)
+        .output()
+        .expect("run.sh runs");
+    assert!(
+        out.status.success(),
+        "run.sh ratis failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pod_ip(plane: &ControlPlane, ns: &str, pod: &str) -> Option<String> {
+    let pod = get(plane, ns, &format!("pod/{pod}"))?;
+    pod["status"]["podIP"].as_str().map(str::to_owned)
+}
+
+/// One HTTP call to a pod's `http` port: (status, body), or None when it did not answer.
+fn http(
+    plane: &ControlPlane,
+    ns: &str,
+    pod: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    let ip = pod_ip(plane, ns, pod)?;
+    let mut args = vec![
+        "-sS".to_owned(),
+        "--max-time".to_owned(),
+        "10".to_owned(),
+        "-X".to_owned(),
+        method.to_owned(),
+        "-w".to_owned(),
+        "\n%{http_code}".to_owned(),
+    ];
+    if let Some(body) = body {
+        args.extend(["--data-binary".to_owned(), body.to_owned()]);
+    }
+    args.push(format!("http://{ip}:8080{path}"));
+    let out = Command::new("curl").args(&args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n')?;
+    let status: u16 = status.trim().parse().ok()?;
+    (status != 0).then(|| (status, body.to_owned()))
+}
+
+/// `GET /raft/group` on `pod`.
+fn group(plane: &ControlPlane, ns: &str, pod: &str) -> Option<Value> {
+    match http(plane, ns, pod, "GET", "/raft/group", None)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn peer_ids(group: &Value) -> BTreeSet<String> {
+    group["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn pods(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{STATEFULSET}-{i}")).collect()
+}
+
+/// Every one of `expected` pods reports the same group: `group_id`, exactly the peers
+/// `expected`, and one leader among them that calls itself LEADER. Returns the leader.
+fn agreed(plane: &ControlPlane, ns: &str, expected: &[String], group_id: &str) -> Option<String> {
+    let want: BTreeSet<String> = expected.iter().cloned().collect();
+    let mut leaders = BTreeSet::new();
+    let mut leading = Vec::new();
+    for pod in expected {
+        let view = group(plane, ns, pod)?;
+        if view["groupId"] != group_id || peer_ids(&view) != want {
+            return None;
+        }
+        leaders.insert(view["leader"].as_str()?.to_owned());
+        if view["role"] == "LEADER" {
+            leading.push(pod.clone());
+        }
+    }
+    (leaders.len() == 1 && leading.len() == 1 && leaders.contains(&leading[0]))
+        .then(|| leading.remove(0))
+}
+
+fn wait_agreed(
+    plane: &ControlPlane,
+    ns: &str,
+    n: usize,
+    group_id: &str,
+    seconds: u64,
+) -> (String, Duration) {
+    let started = Instant::now();
+    let expected = pods(n);
+    let leader = wait(
+        plane,
+        ns,
+        seconds,
+        &format!("pods {expected:?} did not all report group {group_id} with exactly these peers and one leader"),
+        || agreed(plane, ns, &expected, group_id),
+    );
+    (leader, started.elapsed())
+}
+
+fn scale(plane: &ControlPlane, ns: &str, replicas: u32) {
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "scale",
+            "-n",
+            ns,
+            &format!("statefulset/{STATEFULSET}"),
+            &format!("--replicas={replicas}"),
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+}
+
+fn logs(plane: &ControlPlane, ns: &str, pod: &str) -> String {
+    let (_, out, _) = run(plane, &["logs", "-n", ns, pod, "-c", "kv"], None);
+    out
+}
+
+/// Waits for the pods to be gone (scale-down finished), so their names can be reused.
+fn wait_gone(plane: &ControlPlane, ns: &str, gone: &[String]) {
+    wait(
+        plane,
+        ns,
+        90,
+        &format!("pods {gone:?} were not deleted"),
+        || {
+            gone.iter()
+                .all(|pod| get(plane, ns, &format!("pod/{pod}")).is_none())
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_ratis_group_forms_from_the_injected_env_and_follows_scaling_through_join_and_leave_urls() {
+    let plane = installed();
+    load_image(plane);
+    let ns = namespace(plane, "ratis", true);
+    let manifest = common::read("examples/ratis/kv.yaml");
+    let applied = Instant::now();
+    let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&manifest));
+    assert!(ok, "{stderr}");
+
+    // The group id the webhook injected (a UUIDv5 of <ns>/kv).
+    let sts = get(plane, &ns, &format!("statefulset/{STATEFULSET}")).expect("StatefulSet");
+    let env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
+    let group_id = env
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "RAFT_GROUP_ID")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("no RAFT_GROUP_ID injected: {env}"))
+        .to_owned();
+    assert_eq!(
+        group_id,
+        raft_injector::policy::resolve::default_group_id(&ns, STATEFULSET)
+    );
+
+    // 1. Three pods become Ready and agree on the injected group, 3 peers, one leader.
+    wait_ready(plane, &ns, &["kv-0", "kv-1", "kv-2"]);
+    let (leader, _) = wait_agreed(plane, &ns, 3, &group_id, 60);
+    let formed = applied.elapsed();
+    eprintln!("group {group_id} formed with leader {leader} in {formed:.1?} after apply");
+
+    // 2. A key written through kv-0 is read through kv-2 (a linearizable read).
+    let (status, body) = http(
+        plane,
+        &ns,
+        "kv-0",
+        "PUT",
+        "/kv/greeting",
+        Some("hello from kv-0"),
+    )
+    .expect("kv-0 answers");
+    assert_eq!(status, 204, "PUT through kv-0: {body}");
+    assert_eq!(
+        http(plane, &ns, "kv-2", "GET", "/kv/greeting", None),
+        Some((200, "hello from kv-0".to_owned()))
+    );
+    assert_eq!(
+        http(plane, &ns, "kv-1", "GET", "/kv/absent", None).map(|(s, _)| s),
+        Some(404)
+    );
+
+    // 3. Scale to 5: the two new pods join through the join URL; every pod reports 5 peers.
+    let started = Instant::now();
+    scale(plane, &ns, 5);
+    let (_, _) = wait_agreed(plane, &ns, 5, &group_id, 60);
+    let grown = started.elapsed();
+    eprintln!("3 -> 5: every pod reports 5 peers after {grown:.1?}");
+    for pod in ["kv-3", "kv-4"] {
+        let joined = wait_event(plane, &ns, "MemberJoined", pod);
+        assert!(joined.contains("join URL http://kv-"), "{joined}");
+    }
+    wait_ready(plane, &ns, &["kv-0", "kv-1", "kv-2", "kv-3", "kv-4"]);
+    assert_eq!(
+        http(plane, &ns, "kv-4", "GET", "/kv/greeting", None),
+        Some((200, "hello from kv-0".to_owned())),
+        "a joined member serves the data written before it joined"
+    );
+
+    // 4. Back to 3: the two leave through the leave URL; exactly kv-0..2 remain.
+    let started = Instant::now();
+    scale(plane, &ns, 3);
+    let (_, _) = wait_agreed(plane, &ns, 3, &group_id, 60);
+    let shrunk = started.elapsed();
+    eprintln!("5 -> 3: every pod reports 3 peers after {shrunk:.1?}");
+    for pod in ["kv-3", "kv-4"] {
+        let removed = wait_event(plane, &ns, "MemberRemoved", pod);
+        assert!(
+            removed.contains("removed from the Raft configuration"),
+            "{removed}"
+        );
+    }
+    wait_gone(plane, &ns, &pods(5)[3..]);
+    assert_eq!(
+        http(plane, &ns, "kv-1", "GET", "/kv/greeting", None),
+        Some((200, "hello from kv-0".to_owned())),
+        "the key survives the scale"
+    );
+
+    // 5. A restart of a bootstrap member changes nothing: same 3 peers, one leader, no
+    //    join or leave call.
+    let before = get(plane, &ns, "pod/kv-1").expect("kv-1");
+    let (ok, _, stderr) = run(
+        plane,
+        &["delete", "pod", "-n", &ns, "kv-1", "--wait=true"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    wait(plane, &ns, 120, "kv-1 did not come back", || {
+        let now = get(plane, &ns, "pod/kv-1")?;
+        (now["metadata"]["uid"] != before["metadata"]["uid"]).then_some(())
+    });
+    wait_ready(plane, &ns, &["kv-0", "kv-1", "kv-2"]);
+    wait_agreed(plane, &ns, 3, &group_id, 60);
+    let kept = wait_event(plane, &ns, "MemberKept", "kv-1");
+    assert!(kept.contains("keeping the membership"), "{kept}");
+    assert_eq!(
+        http(plane, &ns, "kv-1", "GET", "/kv/greeting", None),
+        Some((200, "hello from kv-0".to_owned())),
+        "the restarted member replays its log from the volume"
+    );
+
+    // The join and leave calls, as the bootstrap members logged them.
+    let all_logs: String = pods(3).iter().map(|pod| logs(plane, &ns, pod)).collect();
+    for (call, pod) in [
+        ("join", "kv-3"),
+        ("join", "kv-4"),
+        ("leave", "kv-3"),
+        ("leave", "kv-4"),
+    ] {
+        assert!(
+            all_logs.contains(&format!("{call} {pod}")),
+            "no {call} of {pod} in the logs of kv-0..2\n{}",
+            report(plane, &ns)
+        );
+    }
+    let events = helper_events(plane, &ns);
+    assert!(
+        !events.iter().any(|(reason, _)| reason.ends_with("Failed")),
+        "{events:#?}"
+    );
+    print_story(plane, &ns);
+    eprintln!(
+        "Ratis story: formed in {formed:.1?} after apply; 3->5 in {grown:.1?}; 5->3 in {shrunk:.1?}"
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}
