@@ -406,3 +406,41 @@ fn a_missing_service_in_a_server_dry_run_is_a_warning() {
         verdict.warnings
     );
 }
+
+#[test]
+fn join_and_leave_urls_are_a_pair_for_the_generic_flavor_and_ignored_by_etcd() {
+    let (mut generic, svc) = ratis();
+    annotate(
+        &mut generic,
+        "raft-injector.io/leave-url",
+        "POST http://{peer}:8080/leave?id={name}",
+    );
+    let verdict = check(&generic, Some(&svc), None);
+    assert!(verdict.is_allowed());
+    let warnings = verdict.warning_messages().join("\n");
+    assert!(
+        warnings.contains("members added by a scale-up start outside the Raft group"),
+        "{warnings}"
+    );
+    annotate(
+        &mut generic,
+        "raft-injector.io/join-url",
+        "POST http://{peer}:8080/join?id={name}",
+    );
+    let warnings = check(&generic, Some(&svc), None)
+        .warning_messages()
+        .join("\n");
+    assert!(!warnings.contains("join-url"), "{warnings}");
+
+    let (mut etcd, svc) = etcd();
+    annotate(
+        &mut etcd,
+        "raft-injector.io/join-url",
+        "POST http://{peer}:8080/join?id={name}",
+    );
+    let warnings = check(&etcd, Some(&svc), None).warning_messages().join("\n");
+    assert!(
+        warnings.contains("the etcd flavor changes the membership through etcd itself and ignores raft-injector.io/join-url"),
+        "{warnings}"
+    );
+}

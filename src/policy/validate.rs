@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::context::{Context, MissingService};
 use super::env::{desired_env, INJECTED_NAMES};
+use super::flavor::Flavor;
 use super::mutate::is_injected_pre_stop;
+use super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION};
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
 use super::status::Status;
@@ -30,6 +32,7 @@ pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
     check_replicas(sts, ctx, &mut verdict);
     check_pod_management(sts, &mut verdict);
     check_claim_retention(sts, &mut verdict);
+    check_membership_urls(sts, resolved.as_ref(), &mut verdict);
     if let Ok(index) = resolve::target_container(sts) {
         if let Some(container) = containers(sts).get(index) {
             check_target_container(sts, container, resolved.as_ref(), &mut verdict);
@@ -214,6 +217,33 @@ fn check_claim_retention(sts: &StatefulSet, verdict: &mut Verdict) {
              handle it) — set whenScaled: Delete, unless you stop the cluster with replicas: 0, which needs \
              Retain"
         ));
+    }
+}
+
+/// The generic flavor's join and leave URLs come as a pair: with only the leave URL,
+/// members added by a scale-up never join; the etcd flavor does not read them at all.
+fn check_membership_urls(sts: &StatefulSet, resolved: Option<&Resolved>, verdict: &mut Verdict) {
+    let Some(resolved) = resolved else {
+        return;
+    };
+    let has = |key: &str| {
+        sts.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(key))
+    };
+    let (join, leave) = (has(JOIN_URL_ANNOTATION), has(LEAVE_URL_ANNOTATION));
+    match resolved.flavor {
+        Flavor::Etcd if join || leave => verdict.warnings.push(format!(
+            "the etcd flavor changes the membership through etcd itself and ignores {}; remove the              annotation",
+            if join { JOIN_URL_ANNOTATION } else { LEAVE_URL_ANNOTATION }
+        )),
+        Flavor::Generic if leave && !join => verdict.warnings.push(format!(
+            "{LEAVE_URL_ANNOTATION} is set but {JOIN_URL_ANNOTATION} is not: members removed by a scale-down \
+             are handled, but members added by a scale-up start outside the Raft group unless the \
+             application adds them itself — set {JOIN_URL_ANNOTATION} (see the README's join and leave URLs)"
+        )),
+        _ => {}
     }
 }
 
