@@ -83,7 +83,14 @@ pub fn subject(webhook: Webhook, req: &Request) -> Result<Subject, AdmissionErro
             }
             let old = req
                 .old_object
-                .map(|raw| decode::<StatefulSet>("StatefulSet", raw).map(Box::new))
+                .map(|raw| {
+                    super::old::decode(raw.get())
+                        .map(Box::new)
+                        .map_err(|source| AdmissionError::Decode {
+                            kind: "StatefulSet",
+                            source,
+                        })
+                })
                 .transpose()?;
             Ok(Subject::StatefulSet {
                 sts: Box::new(sts),
