@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use raft_injector::cluster::documents::Documents;
-use raft_injector::policy::{mutate, validate, Context, Settings};
+use raft_injector::policy::{mutate_json, validate, Context, Settings};
 use raft_injector::server::app::{router, AppState};
 use raft_injector::server::metrics::Metrics;
 use tower::ServiceExt;
@@ -130,7 +130,7 @@ fn main() {
         std::hint::black_box(validate(&sts, &ctx));
     });
     measure("mutate (etcd example)", 20_000, || {
-        std::hint::black_box(mutate(&sts, &ctx).unwrap());
+        std::hint::black_box(mutate_json(&sts, &ctx).unwrap());
     });
 
     let lookup = Documents {

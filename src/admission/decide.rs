@@ -10,7 +10,7 @@ use crate::cluster::Lookup;
 use crate::policy::names::is_raft_workload;
 use crate::policy::scale::validate_scale;
 use crate::policy::validate::service_name;
-use crate::policy::{mutate, validate, Context, MutateError, Settings, Verdict};
+use crate::policy::{mutate_json, validate, Context, MutateError, Settings, Verdict};
 
 /// The two endpoints; both see the same requests, each answers its own part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +43,6 @@ pub enum AdmissionError {
     },
     #[error(transparent)]
     Mutate(#[from] MutateError),
-    #[error("the injection patch could not be serialized: {0}")]
-    Patch(#[source] serde_json::Error),
 }
 
 fn decode<T: DeserializeOwned>(kind: &'static str, raw: &RawValue) -> Result<T, AdmissionError> {
@@ -144,18 +142,10 @@ pub fn decide(
                 Webhook::Validate => Ok(with_verdict(response, &verdict)),
                 // An object the rules deny is left for /validate to explain, not injected.
                 Webhook::Mutate if !verdict.is_allowed() => Ok(response),
-                Webhook::Mutate => {
-                    let patch = mutate(sts, &ctx)?;
-                    if patch.0.is_empty() {
-                        Ok(response)
-                    } else {
-                        let bytes = serde_json::to_vec(&patch).map_err(AdmissionError::Patch)?;
-                        Ok(Response {
-                            patch: Some(bytes),
-                            ..response
-                        })
-                    }
-                }
+                Webhook::Mutate => Ok(Response {
+                    patch: mutate_json(sts, &ctx)?,
+                    ..response
+                }),
             }
         }
         Subject::Scale { new, old } => {

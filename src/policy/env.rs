@@ -70,7 +70,7 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
         literal("RAFT_ID", format!("$(POD_NAME).{domain}")),
         literal("RAFT_ADDRESS", format!("$(RAFT_ID):{}", r.peer_port)),
         literal("RAFT_PEER_PATTERN", r.peer_pattern()),
-        literal("RAFT_PEERS", r.bootstrap_peers().join(",")),
+        literal("RAFT_PEERS", r.bootstrap_peers()),
         literal("RAFT_CLUSTER_SIZE", r.bootstrap_size.to_string()),
         literal("RAFT_GROUP_ID", &r.group_id),
     ];

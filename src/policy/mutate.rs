@@ -7,14 +7,16 @@
 //! exception is a StatefulSet whose recorded bootstrap size is still 0: no member has run
 //! with those values, so they are brought up to date.
 
-use jsonptr::PointerBuf;
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, ExecAction, Lifecycle, LifecycleHandler, Volume,
-    VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction, Lifecycle, LifecycleHandler,
+    ResourceRequirements, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::context::Context;
@@ -24,12 +26,13 @@ use super::resolve::{containers, resolve, Resolved};
 use super::status::Status;
 
 pub use json_patch::Patch;
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MutateError {
     #[error("cannot inject: {}", .0.join("; "))]
     Unresolved(Vec<String>),
+    #[error("the injection patch could not be written: {0}")]
+    Patch(#[source] serde_json::Error),
 }
 
 /// The preStop command the injector adds.
@@ -52,6 +55,24 @@ pub fn exec_prefix() -> Vec<String> {
 /// image with its user, env and volumes (etcd: its data directory), adds a scaled-up member
 /// to the cluster before the application starts.
 fn join_init_container(target: &Container, env: Vec<EnvVar>) -> Container {
+    Container {
+        name: JOIN_INIT_CONTAINER.to_owned(),
+        image: target.image.clone(),
+        image_pull_policy: target.image_pull_policy.clone(),
+        command: Some(
+            [HELPER_BINARY, "member", "join"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        env: Some(env),
+        volume_mounts: Some(join_mounts(target)),
+        security_context: target.security_context.clone(),
+        ..Container::default()
+    }
+}
+
+/// The join container's mounts: the target's, and the helper volume writable.
+fn join_mounts(target: &Container) -> Vec<VolumeMount> {
     let mut mounts: Vec<VolumeMount> = target
         .volume_mounts
         .iter()
@@ -63,20 +84,48 @@ fn join_init_container(target: &Container, env: Vec<EnvVar>) -> Container {
         read_only: None,
         ..helper_mount()
     });
-    Container {
-        name: JOIN_INIT_CONTAINER.to_owned(),
-        image: target.image.clone(),
-        image_pull_policy: target.image_pull_policy.clone(),
-        command: Some(
-            [HELPER_BINARY, "member", "join"]
-                .map(str::to_owned)
-                .to_vec(),
-        ),
-        env: Some(env),
-        volume_mounts: Some(mounts),
-        security_context: target.security_context.clone(),
-        ..Container::default()
+    mounts
+}
+
+/// An env var as it goes into the patch: the user's own, or one the injector sets,
+/// serialized once (the same vars go into the target container, the join container, the
+/// sidecar and the hash).
+#[derive(Clone, Copy)]
+enum Env<'a> {
+    User(&'a EnvVar),
+    Injected(&'a RawValue),
+}
+
+impl Serialize for Env<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Env::User(var) => var.serialize(serializer),
+            Env::Injected(json) => json.serialize(serializer),
+        }
     }
+}
+
+/// A container the injector adds with the member's env (the join init container, the
+/// reconcile sidecar), written exactly as k8s-openapi writes a `Container` with these
+/// fields (same names, same order) but with the env from already serialized vars.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WithEnv<'a> {
+    command: [&'a str; 3],
+    env: &'a [Env<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_pull_policy: Option<&'a str>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<&'a ResourceRequirements>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_policy: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_context: Option<&'a SecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_mounts: Option<&'a [VolumeMount]>,
 }
 
 /// The target's command behind `member exec --`, or `None` when it is wrapped already.
@@ -131,93 +180,190 @@ fn pre_stop_hook() -> LifecycleHandler {
 
 /// The etcd flavor's native sidecar: `member reconcile` from the helper image, next to
 /// every member, with the member's env so it finds its own etcd and StatefulSet.
-fn reconcile_sidecar(image: &str, env: Vec<EnvVar>) -> Container {
-    let json = serde_json::json!({
-        "name": RECONCILE_SIDECAR,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
-        "command": [HELPER_IMAGE_BINARY, "member", "reconcile"],
-        "env": env,
-        "resources": {
-            "requests": {"cpu": "5m", "memory": "16Mi"},
-            "limits": {"memory": "64Mi"}
-        },
-        "securityContext": restricted_security_context(),
-    });
-    serde_json::from_value(json).unwrap_or_default()
+fn reconcile_sidecar<'a>(
+    image: &'a str,
+    env: &'a [Env<'a>],
+    resources: &'a ResourceRequirements,
+    security_context: &'a SecurityContext,
+) -> WithEnv<'a> {
+    WithEnv {
+        command: [HELPER_IMAGE_BINARY, "member", "reconcile"],
+        env,
+        image: Some(image),
+        image_pull_policy: Some("IfNotPresent"),
+        name: RECONCILE_SIDECAR,
+        resources: Some(resources),
+        restart_policy: Some("Always"),
+        security_context: Some(security_context),
+        volume_mounts: None,
+    }
+}
+
+/// The helper's requests: a little CPU, 16Mi, at most 64Mi.
+fn resources(cpu: &str) -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    ResourceRequirements {
+        requests: quantities(&[("cpu", cpu), ("memory", "16Mi")]),
+        limits: quantities(&[("memory", "64Mi")]),
+        ..ResourceRequirements::default()
+    }
 }
 
 /// The helper's own user (the image's USER), set explicitly so that a pod-level
 /// `runAsUser: 0` (an app that must write a root-owned volume) does not make kubelet refuse
 /// the helper's containers for breaking `runAsNonRoot`.
-fn restricted_security_context() -> Value {
-    serde_json::json!({
-        "allowPrivilegeEscalation": false,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": true,
-        "runAsNonRoot": true,
-        "runAsUser": 65532,
-        "runAsGroup": 65532
-    })
+fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        ..SecurityContext::default()
+    }
 }
 
 /// The init container that copies the helper binary into the shared volume.
 pub fn helper_init_container(image: &str) -> Container {
-    // Built from JSON so the restrictive securityContext reads like the YAML it becomes.
-    let json = serde_json::json!({
-        "name": HELPER_INIT_CONTAINER,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": [HELPER_IMAGE_BINARY, "install", "--to", HELPER_MOUNT_PATH],
-        "volumeMounts": [{"name": HELPER_VOLUME, "mountPath": HELPER_MOUNT_PATH}],
-        "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi"},
-            "limits": {"memory": "64Mi"}
-        },
-        "securityContext": restricted_security_context(),
-    });
-    serde_json::from_value(json).unwrap_or_default()
-}
-
-fn to_value(value: impl Serialize) -> Value {
-    // k8s-openapi types are plain data and always serialize.
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-fn path<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
-}
-
-fn add(path: PointerBuf, value: impl Serialize) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path,
-        value: to_value(value),
-    })
-}
-
-/// Adds `item` to the list at `list_path` unless `present` finds it there, creating the
-/// list when the object has none.
-fn add_to_list<T>(
-    ops: &mut Vec<PatchOperation>,
-    list: Option<&Vec<T>>,
-    mut list_path: PointerBuf,
-    present: impl Fn(&T) -> bool,
-    item: impl Serialize,
-) {
-    match list {
-        None => ops.push(add(list_path, [item])),
-        Some(items) if !items.iter().any(present) => {
-            list_path.push_back("-");
-            ops.push(add(list_path, item));
-        }
-        Some(_) => {}
+    Container {
+        name: HELPER_INIT_CONTAINER.to_owned(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(
+            [HELPER_IMAGE_BINARY, "install", "--to", HELPER_MOUNT_PATH]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        volume_mounts: Some(vec![VolumeMount {
+            name: HELPER_VOLUME.to_owned(),
+            mount_path: HELPER_MOUNT_PATH.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        resources: Some(resources("10m")),
+        security_context: Some(restricted_security_context()),
+        ..Container::default()
     }
 }
 
-/// Builds the injection patch for a labelled StatefulSet. Admitting an object that is
-/// already injected yields an empty patch.
+/// `prefix` followed by `rest`: the tokens of a JSON Pointer.
+fn under<'a>(prefix: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
+/// The patch as it is built: RFC 6902 operations written straight as JSON, each value
+/// serialized once from its k8s-openapi type (no `serde_json::Value` in between).
+struct Ops {
+    json: Vec<u8>,
+    count: usize,
+    error: Option<serde_json::Error>,
+}
+
+impl Ops {
+    fn new() -> Ops {
+        Ops {
+            json: Vec::with_capacity(4096),
+            count: 0,
+            error: None,
+        }
+    }
+
+    /// Appends `{"op":op,"path":<the pointer of path>,"value":value}`.
+    fn push<'t>(
+        &mut self,
+        op: &str,
+        path: impl IntoIterator<Item = &'t str>,
+        value: &impl Serialize,
+    ) {
+        let mut pointer = String::with_capacity(64);
+        for token in path {
+            pointer.push('/');
+            // RFC 6901: `~` and `/` inside a token are escaped.
+            for c in token.chars() {
+                match c {
+                    '~' => pointer.push_str("~0"),
+                    '/' => pointer.push_str("~1"),
+                    c => pointer.push(c),
+                }
+            }
+        }
+        self.json.push(if self.count == 0 { b'[' } else { b',' });
+        self.json.extend_from_slice(b"{\"op\":\"");
+        self.json.extend_from_slice(op.as_bytes());
+        self.json.extend_from_slice(b"\",\"path\":");
+        let written = serde_json::to_writer(&mut self.json, &pointer).and_then(|()| {
+            self.json.extend_from_slice(b",\"value\":");
+            serde_json::to_writer(&mut self.json, value)
+        });
+        if let Err(error) = written {
+            self.error.get_or_insert(error);
+        }
+        self.json.push(b'}');
+        self.count += 1;
+    }
+
+    fn add<'t>(&mut self, path: impl IntoIterator<Item = &'t str>, value: &impl Serialize) {
+        self.push("add", path, value);
+    }
+
+    fn replace<'t>(&mut self, path: impl IntoIterator<Item = &'t str>, value: &impl Serialize) {
+        self.push("replace", path, value);
+    }
+
+    /// Adds `item` to the list at `list_path` unless `present` finds it there, creating the
+    /// list when the object has none.
+    fn add_to_list<'t, T>(
+        &mut self,
+        list: Option<&Vec<T>>,
+        list_path: impl IntoIterator<Item = &'t str>,
+        present: impl Fn(&T) -> bool,
+        item: &impl Serialize,
+    ) {
+        match list {
+            None => self.add(list_path, &[item]),
+            Some(items) if !items.iter().any(present) => {
+                self.add(list_path.into_iter().chain(["-"]), item)
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The JSON Patch, or `None` when there is nothing to change.
+    fn finish(mut self) -> Result<Option<Vec<u8>>, MutateError> {
+        if let Some(error) = self.error {
+            return Err(MutateError::Patch(error));
+        }
+        if self.count == 0 {
+            return Ok(None);
+        }
+        self.json.push(b']');
+        Ok(Some(self.json))
+    }
+}
+
+/// Builds the injection patch for a labelled StatefulSet, as operations (for the offline
+/// commands and tests, which apply it); admission sends [`mutate_json`]'s bytes. Admitting
+/// an object that is already injected yields an empty patch.
 pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
+    match mutate_json(sts, ctx)? {
+        None => Ok(Patch(Vec::new())),
+        Some(json) => serde_json::from_slice(&json).map_err(MutateError::Patch),
+    }
+}
+
+/// The injection patch for a labelled StatefulSet as RFC 6902 JSON, or `None` when the
+/// object needs no change (it is injected already).
+pub fn mutate_json(sts: &StatefulSet, ctx: &Context) -> Result<Option<Vec<u8>>, MutateError> {
     let r = resolve(sts, ctx).map_err(MutateError::Unresolved)?;
     let previous = Status::of(sts).or_else(|| ctx.old.and_then(Status::of));
     // Values no member has run with yet may be brought up to date.
@@ -225,49 +371,42 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
     let owned_before = |name: &str| previous.as_ref().is_some_and(|s| s.owns_env(name));
 
     let index = r.container.to_string();
-    let container_path = |rest: &[&str]| {
-        path(
-            ["spec", "template", "spec", "containers", index.as_str()]
-                .into_iter()
-                .chain(rest.iter().copied()),
-        )
-    };
-    let pod_path = |rest: &[&str]| {
-        path(
-            ["spec", "template", "spec"]
-                .into_iter()
-                .chain(rest.iter().copied()),
-        )
-    };
+    let pod_path = ["spec", "template", "spec"];
+    let container_path = ["spec", "template", "spec", "containers", index.as_str()];
 
     let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     let target = containers(sts).get(r.container).ok_or_else(|| {
         MutateError::Unresolved(vec!["the target container disappeared".to_owned()])
     })?;
-    let mut ops = Vec::new();
+    let mut ops = Ops::new();
 
-    // Env vars.
+    // Env vars, each serialized once.
     let desired = desired_env(&r);
+    let desired_json = desired
+        .iter()
+        .map(serde_json::value::to_raw_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MutateError::Patch)?;
+    let injected = |i: usize| Env::Injected(&desired_json[i]);
     let mut owned = Vec::new();
     match &target.env {
         None => {
             owned.extend(desired.iter().map(|v| v.name.clone()));
-            ops.push(add(container_path(&["env"]), &desired));
+            let all: Vec<Env> = (0..desired.len()).map(injected).collect();
+            ops.add(under(&container_path, &["env"]), &all);
         }
         Some(existing) => {
-            for var in &desired {
+            for (d, var) in desired.iter().enumerate() {
                 match existing.iter().position(|e| e.name == var.name) {
                     None => {
                         owned.push(var.name.clone());
-                        ops.push(add(container_path(&["env", "-"]), var));
+                        ops.add(under(&container_path, &["env", "-"]), &injected(d));
                     }
                     Some(i) if owned_before(&var.name) => {
                         owned.push(var.name.clone());
                         if refresh && existing[i] != *var {
-                            ops.push(PatchOperation::Replace(ReplaceOperation {
-                                path: container_path(&["env", &i.to_string()]),
-                                value: to_value(var),
-                            }));
+                            let i = i.to_string();
+                            ops.replace(under(&container_path, &["env", &i]), var);
                         }
                     }
                     Some(_) => {} // set by the user: theirs wins
@@ -277,49 +416,71 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
     }
 
     // The helper binary: a volume, its mount in the target container, the init container.
-    add_to_list(
-        &mut ops,
+    ops.add_to_list(
         pod.and_then(|p| p.volumes.as_ref()),
-        pod_path(&["volumes"]),
+        under(&pod_path, &["volumes"]),
         |v| v.name == HELPER_VOLUME,
-        helper_volume(),
+        &helper_volume(),
     );
-    add_to_list(
-        &mut ops,
+    ops.add_to_list(
         target.volume_mounts.as_ref(),
-        container_path(&["volumeMounts"]),
+        under(&container_path, &["volumeMounts"]),
         |m| m.name == HELPER_VOLUME,
-        helper_mount(),
+        &helper_mount(),
     );
     let init = helper_init_container(&ctx.settings.helper_image);
-    add_to_list(
-        &mut ops,
+    ops.add_to_list(
         pod.and_then(|p| p.init_containers.as_ref()),
-        pod_path(&["initContainers"]),
+        under(&pod_path, &["initContainers"]),
         |c| c.name == HELPER_INIT_CONTAINER,
         &init,
     );
 
     // Join on scale-up: etcd always, the generic flavor through its join URL.
     let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
-    let mut final_env = target.env.clone().unwrap_or_default();
-    final_env.extend(
-        desired
-            .iter()
-            .filter(|d| !final_env.iter().any(|e| e.name == d.name))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    // The member's whole env: the target's own, then the injected vars it lacks.
+    let user_env = target.env.as_deref().unwrap_or_default();
+    let final_env: Vec<Env> = user_env
+        .iter()
+        .map(Env::User)
+        .chain(
+            (0..desired.len())
+                .filter(|&d| !user_env.iter().any(|e| e.name == desired[d].name))
+                .map(injected),
+        )
+        .collect();
     if is_etcd || r.joins_by_url {
-        let join = join_init_container(target, final_env.clone());
         let inits = pod.and_then(|p| p.init_containers.as_ref());
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
-            None => ops.push(add(pod_path(&["initContainers", "-"]), &join)),
-            Some(i) if refresh && inits.is_some_and(|list| list[i] != join) => {
-                ops.push(PatchOperation::Replace(ReplaceOperation {
-                    path: pod_path(&["initContainers", &i.to_string()]),
-                    value: to_value(&join),
-                }));
+            None => {
+                let mounts = join_mounts(target);
+                let join = WithEnv {
+                    command: [HELPER_BINARY, "member", "join"],
+                    env: &final_env,
+                    image: target.image.as_deref(),
+                    image_pull_policy: target.image_pull_policy.as_deref(),
+                    name: JOIN_INIT_CONTAINER,
+                    resources: None,
+                    restart_policy: None,
+                    security_context: target.security_context.as_ref(),
+                    volume_mounts: Some(&mounts),
+                };
+                ops.add(under(&pod_path, &["initContainers", "-"]), &join);
+            }
+            Some(i) if refresh => {
+                // Rare (injected, and no member has run yet): compared as a whole.
+                let mut env = user_env.to_vec();
+                env.extend(
+                    desired
+                        .iter()
+                        .filter(|d| !user_env.iter().any(|e| e.name == d.name))
+                        .cloned(),
+                );
+                let join = join_init_container(target, env);
+                if inits.is_some_and(|list| list[i] != join) {
+                    let i = i.to_string();
+                    ops.replace(under(&pod_path, &["initContainers", i.as_str()]), &join);
+                }
             }
             Some(_) => {}
         }
@@ -340,32 +501,38 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
         // (An apply that re-sends the user's manifest gets back what the stored object had.)
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
-            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, final_env);
-            ops.push(add(pod_path(&["initContainers", "-"]), &sidecar));
+            let (resources, security_context) = (resources("5m"), restricted_security_context());
+            let sidecar = reconcile_sidecar(
+                &ctx.settings.helper_image,
+                &final_env,
+                &resources,
+                &security_context,
+            );
+            ops.add(under(&pod_path, &["initContainers", "-"]), &sidecar);
         }
         if let Some(command) = wrapped_command(target) {
-            ops.push(add(container_path(&["command"]), command));
+            ops.add(under(&container_path, &["command"]), &command);
         }
     }
 
     // preStop: only when the container has none of its own.
     let pre_stop = match &target.lifecycle {
         None => {
-            ops.push(add(
-                container_path(&["lifecycle"]),
-                Lifecycle {
+            ops.add(
+                under(&container_path, &["lifecycle"]),
+                &Lifecycle {
                     pre_stop: Some(pre_stop_hook()),
                     ..Lifecycle::default()
                 },
-            ));
+            );
             true
         }
         Some(lifecycle) => match &lifecycle.pre_stop {
             None => {
-                ops.push(add(
-                    container_path(&["lifecycle", "preStop"]),
-                    pre_stop_hook(),
-                ));
+                ops.add(
+                    under(&container_path, &["lifecycle", "preStop"]),
+                    &pre_stop_hook(),
+                );
                 true
             }
             Some(hook) => is_injected_pre_stop(hook),
@@ -377,41 +544,42 @@ pub fn mutate(sts: &StatefulSet, ctx: &Context) -> Result<Patch, MutateError> {
         version: crate::VERSION.to_owned(),
         bootstrap_size: r.bootstrap_size,
         flavor: r.flavor,
-        hash: injection_hash(&r, &desired, &owned, &init, pre_stop),
+        hash: injection_hash(&r, &desired, &desired_json, &owned, &init, pre_stop),
         env: owned,
     }
     .to_annotation();
     match &sts.metadata.annotations {
-        None => ops.push(add(
-            path(["metadata", "annotations"]),
-            [(STATUS_ANNOTATION, &status)]
-                .into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        )),
+        None => ops.add(
+            ["metadata", "annotations"],
+            &BTreeMap::from([(STATUS_ANNOTATION, &status)]),
+        ),
         Some(annotations) if annotations.get(STATUS_ANNOTATION) != Some(&status) => {
-            ops.push(add(
-                path(["metadata", "annotations", STATUS_ANNOTATION]),
-                &status,
-            ));
+            ops.add(["metadata", "annotations", STATUS_ANNOTATION], &status);
         }
         Some(_) => {}
     }
 
-    Ok(Patch(ops))
+    ops.finish()
 }
 
 /// SHA-256 over everything the injector puts into the pod template.
 fn injection_hash(
     r: &Resolved,
     desired: &[EnvVar],
+    desired_json: &[Box<RawValue>],
     owned: &[String],
     init: &Container,
     pre_stop: bool,
 ) -> String {
-    let env: Vec<&EnvVar> = desired.iter().filter(|v| owned.contains(&v.name)).collect();
-    // Streamed into the hash as compact JSON, byte for byte what `Value::to_string` printed
-    // when this was first written (recorded hashes must not change).
-    let mut hasher = HashWriter(Sha256::new());
+    let env: Vec<Env> = desired
+        .iter()
+        .zip(desired_json)
+        .filter(|(v, _)| owned.contains(&v.name))
+        .map(|(_, json)| Env::Injected(json))
+        .collect();
+    // Hashed as compact JSON, byte for byte what `Value::to_string` printed when this was
+    // first written (recorded hashes must not change). Serialized whole first: serde writes
+    // in many small pieces, and each would be a call into the hasher.
     let material = (
         env,
         init,
@@ -420,26 +588,15 @@ fn injection_hash(
         pre_stop,
         r.container,
     );
-    // Writing plain structs into a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut hasher, &material);
-    let digest = hasher.0.finalize();
+    let mut json = Vec::with_capacity(4096);
+    // Writing plain structs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut json, &material);
+    let digest = Sha256::digest(&json);
     let mut hex = String::with_capacity(64);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in digest {
-        use std::fmt::Write as _;
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 15)]));
     }
     hex
-}
-
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -1,5 +1,7 @@
 //! DNS names of the members of a Raft StatefulSet behind its headless Service.
 
+use std::fmt::Write as _;
+
 use super::resolve::Resolved;
 
 impl Resolved {
@@ -11,16 +13,23 @@ impl Resolved {
         )
     }
 
-    /// Stable DNS name of the member with `ordinal`.
-    pub fn host(&self, ordinal: i32) -> String {
-        format!("{}-{ordinal}.{}", self.name, self.service_domain())
+    /// `host:port` of every bootstrap member, in ordinal order, comma-separated.
+    pub fn bootstrap_peers(&self) -> String {
+        let domain = self.service_domain();
+        self.join_members(|out, i| write!(out, "{}-{i}.{domain}:{}", self.name, self.peer_port))
     }
 
-    /// `host:port` of every bootstrap member, in ordinal order.
-    pub fn bootstrap_peers(&self) -> Vec<String> {
-        (0..self.bootstrap_size.max(0))
-            .map(|i| format!("{}:{}", self.host(i), self.peer_port))
-            .collect()
+    /// One string of every bootstrap member written by `member`, comma-separated.
+    fn join_members(&self, member: impl Fn(&mut String, i32) -> std::fmt::Result) -> String {
+        let mut out = String::with_capacity(128 * self.bootstrap_size.clamp(0, 16) as usize);
+        for i in 0..self.bootstrap_size.max(0) {
+            if i > 0 {
+                out.push(',');
+            }
+            // Writing into a String cannot fail.
+            let _ = member(&mut out, i);
+        }
+        out
     }
 
     /// A printf-style pattern of a member's peer address, `%d` standing for the ordinal.
@@ -35,16 +44,14 @@ impl Resolved {
 
     /// etcd's `--initial-cluster`: `name=http://host:port,...` over the bootstrap members.
     pub fn etcd_initial_cluster(&self) -> String {
-        (0..self.bootstrap_size.max(0))
-            .map(|i| {
-                format!(
-                    "{}-{i}=http://{}:{}",
-                    self.name,
-                    self.host(i),
-                    self.peer_port
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        let domain = self.service_domain();
+        self.join_members(|out, i| {
+            write!(
+                out,
+                "{name}-{i}=http://{name}-{i}.{domain}:{port}",
+                name = self.name,
+                port = self.peer_port
+            )
+        })
     }
 }
