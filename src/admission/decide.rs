@@ -171,7 +171,13 @@ fn replicas_of(scale: &Scale) -> i32 {
 /// Turns a decision into the response to send: the one place where an error becomes a denial.
 pub fn respond(req: &Request, decision: Result<Response, AdmissionError>) -> Response {
     decision.unwrap_or_else(|error| {
-        tracing::warn!(%error, "denying a request that could not be decided");
+        tracing::warn!(
+            uid = %req.uid,
+            namespace = req.namespace(),
+            name = %req.name,
+            %error,
+            "denying a request that could not be decided"
+        );
         Response::allow(&req.uid).forbid(format!("raft-injector: {error}"))
     })
 }

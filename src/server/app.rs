@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tracing::Instrument;
 
 use super::metrics::{Metrics, Outcome};
 use crate::admission::{decide, parse, respond, settle, subject, Webhook};
@@ -99,69 +98,76 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
     };
 
     let operation = req.operation_name();
-    let span = tracing::info_span!(
-        "admission",
-        webhook = webhook.as_str(),
-        uid = %req.uid,
-        namespace = req.namespace.as_deref().unwrap_or_default(),
-        name = %req.name,
-        operation,
-        resource = %req.resource.resource,
-        subresource = req.sub_resource.as_deref().unwrap_or_default(),
-    );
-    async {
-        let decision = match subject(webhook, &req) {
-            Ok(subject) => {
-                settle(&req, &subject, state.lookup.as_ref(), state.cache_grace).await;
-                decide(
-                    webhook,
-                    &req,
-                    &subject,
-                    state.lookup.as_ref(),
-                    &state.settings,
-                )
-            }
-            Err(error) => Err(error),
-        };
-        let response = respond(&req, decision);
-        let outcome = match (response.allowed, response.patch.is_some()) {
-            (false, _) => Outcome::Denied,
-            (true, true) => Outcome::Patched,
-            (true, false) => Outcome::Allowed,
-        };
-        let warnings = response.warnings.len();
-        if response.allowed {
-            tracing::debug!(?outcome, warnings, "admitted");
-        } else {
-            tracing::info!(reason = %response.result.message, "denied");
+    // No span per request: creating one costs more than the rest of a small admission's
+    // bookkeeping; the events that are logged carry the request's identity themselves.
+    let decision = match subject(webhook, &req) {
+        Ok(subject) => {
+            settle(&req, &subject, state.lookup.as_ref(), state.cache_grace).await;
+            decide(
+                webhook,
+                &req,
+                &subject,
+                state.lookup.as_ref(),
+                &state.settings,
+            )
         }
-        state.metrics.observe(
-            webhook.as_str(),
+        Err(error) => Err(error),
+    };
+    let response = respond(&req, decision);
+    let outcome = match (response.allowed, response.patch.is_some()) {
+        (false, _) => Outcome::Denied,
+        (true, true) => Outcome::Patched,
+        (true, false) => Outcome::Allowed,
+    };
+    let warnings = response.warnings.len();
+    if response.allowed {
+        tracing::debug!(
+            webhook = webhook.as_str(),
+            uid = %req.uid,
+            namespace = req.namespace(),
+            name = %req.name,
             operation,
-            outcome,
+            ?outcome,
             warnings,
-            started.elapsed(),
+            "admitted"
         );
-        let body = match crate::admission::wire::to_json(&response) {
-            Ok(body) => body,
-            Err(error) => {
-                let message = format!("the AdmissionReview could not be serialized: {error}");
-                return reject(
-                    &state,
-                    webhook,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    message,
-                    started,
-                );
-            }
-        };
-        state.metrics.response_size(webhook.as_str(), body.len());
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+    } else {
+        tracing::info!(
+            webhook = webhook.as_str(),
+            uid = %req.uid,
+            namespace = req.namespace(),
+            name = %req.name,
+            operation,
+            resource = %req.resource.resource,
+            subresource = req.sub_resource.as_deref().unwrap_or_default(),
+            reason = %response.result.message,
+            "denied"
+        );
     }
-    .instrument(span)
-    .await
+    state.metrics.observe(
+        webhook.as_str(),
+        operation,
+        outcome,
+        warnings,
+        started.elapsed(),
+    );
+    let body = match crate::admission::wire::to_json(&response) {
+        Ok(body) => body,
+        Err(error) => {
+            let message = format!("the AdmissionReview could not be serialized: {error}");
+            return reject(
+                &state,
+                webhook,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                message,
+                started,
+            );
+        }
+    };
+    state.metrics.response_size(webhook.as_str(), body.len());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
