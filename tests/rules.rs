@@ -440,7 +440,10 @@ fn join_and_leave_urls_are_a_pair_for_the_generic_flavor_and_ignored_by_etcd() {
     );
     let warnings = check(&etcd, Some(&svc), None).warning_messages().join("\n");
     assert!(
-        warnings.contains("the etcd flavor changes the membership through etcd itself and ignores raft-injector.io/join-url"),
+        warnings.contains(
+            "the etcd flavor changes the membership through etcd itself and ignores \
+             raft-injector.io/join-url; remove the annotation"
+        ),
         "{warnings}"
     );
 }

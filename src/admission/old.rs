@@ -5,8 +5,8 @@
 //! is skipped by the parser instead of being built into k8s-openapi types and dropped.
 //!
 //! The result is a `StatefulSet` with only those fields set, so the rules keep one type.
-//! `tests/admission_old.rs` checks that every fixture review is decided the same with the
-//! full stored object and with this one.
+//! `tests/admission_old.rs` checks that thirty UPDATEs built from the examples are decided
+//! the same with the full stored object and with this one.
 
 use std::collections::BTreeMap;
 

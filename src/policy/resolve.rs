@@ -51,7 +51,8 @@ pub fn default_group_id(namespace: &str, name: &str) -> String {
     .to_string()
 }
 
-fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
+/// The value of annotation `key`, if the StatefulSet has it.
+pub fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
     sts.metadata
         .annotations
         .as_ref()?

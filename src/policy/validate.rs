@@ -226,16 +226,11 @@ fn check_membership_urls(sts: &StatefulSet, resolved: Option<&Resolved>, verdict
     let Some(resolved) = resolved else {
         return;
     };
-    let has = |key: &str| {
-        sts.metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(key))
-    };
+    let has = |key| resolve::annotation(sts, key).is_some();
     let (join, leave) = (has(JOIN_URL_ANNOTATION), has(LEAVE_URL_ANNOTATION));
     match resolved.flavor {
         Flavor::Etcd if join || leave => verdict.warnings.push(format!(
-            "the etcd flavor changes the membership through etcd itself and ignores {}; remove the              annotation",
+            "the etcd flavor changes the membership through etcd itself and ignores {}; remove the annotation",
             if join { JOIN_URL_ANNOTATION } else { LEAVE_URL_ANNOTATION }
         )),
         Flavor::Generic if leave && !join => verdict.warnings.push(format!(
