@@ -54,20 +54,21 @@ pub fn exec_prefix() -> Vec<String> {
 /// The join init container: the helper, run from the shared volume inside the target's
 /// image with its user, env and volumes (etcd: its data directory), adds a scaled-up member
 /// to the cluster before the application starts.
-fn join_init_container(target: &Container, env: Vec<EnvVar>) -> Container {
-    Container {
-        name: JOIN_INIT_CONTAINER.to_owned(),
-        image: target.image.clone(),
-        image_pull_policy: target.image_pull_policy.clone(),
-        command: Some(
-            [HELPER_BINARY, "member", "join"]
-                .map(str::to_owned)
-                .to_vec(),
-        ),
-        env: Some(env),
-        volume_mounts: Some(join_mounts(target)),
+fn join_init_container<'a>(
+    target: &'a Container,
+    env: &'a [Env<'a>],
+    mounts: &'a [VolumeMount],
+) -> WithEnv<'a> {
+    WithEnv {
+        command: [HELPER_BINARY, "member", "join"],
+        env,
+        image: target.image.as_deref(),
+        image_pull_policy: target.image_pull_policy.as_deref(),
+        name: JOIN_INIT_CONTAINER,
+        resources: None,
+        restart_policy: None,
         security_context: target.security_context.clone(),
-        ..Container::default()
+        volume_mounts: Some(mounts),
     }
 }
 
@@ -119,11 +120,11 @@ struct WithEnv<'a> {
     image_pull_policy: Option<&'a str>,
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    resources: Option<&'a ResourceRequirements>,
+    resources: Option<ResourceRequirements>,
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_policy: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    security_context: Option<&'a SecurityContext>,
+    security_context: Option<SecurityContext>,
     #[serde(skip_serializing_if = "Option::is_none")]
     volume_mounts: Option<&'a [VolumeMount]>,
 }
@@ -180,21 +181,16 @@ fn pre_stop_hook() -> LifecycleHandler {
 
 /// The etcd flavor's native sidecar: `member reconcile` from the helper image, next to
 /// every member, with the member's env so it finds its own etcd and StatefulSet.
-fn reconcile_sidecar<'a>(
-    image: &'a str,
-    env: &'a [Env<'a>],
-    resources: &'a ResourceRequirements,
-    security_context: &'a SecurityContext,
-) -> WithEnv<'a> {
+fn reconcile_sidecar<'a>(image: &'a str, env: &'a [Env<'a>]) -> WithEnv<'a> {
     WithEnv {
         command: [HELPER_IMAGE_BINARY, "member", "reconcile"],
         env,
         image: Some(image),
         image_pull_policy: Some("IfNotPresent"),
         name: RECONCILE_SIDECAR,
-        resources: Some(resources),
+        resources: Some(resources("5m")),
         restart_policy: Some("Always"),
-        security_context: Some(security_context),
+        security_context: Some(restricted_security_context()),
         volume_mounts: None,
     }
 }
@@ -450,34 +446,17 @@ pub fn mutate_json(sts: &StatefulSet, ctx: &Context) -> Result<Option<Vec<u8>>, 
         )
         .collect();
     if is_etcd || r.joins_by_url {
+        let mounts = join_mounts(target);
+        let join = join_init_container(target, &final_env, &mounts);
         let inits = pod.and_then(|p| p.init_containers.as_ref());
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
-            None => {
-                let mounts = join_mounts(target);
-                let join = WithEnv {
-                    command: [HELPER_BINARY, "member", "join"],
-                    env: &final_env,
-                    image: target.image.as_deref(),
-                    image_pull_policy: target.image_pull_policy.as_deref(),
-                    name: JOIN_INIT_CONTAINER,
-                    resources: None,
-                    restart_policy: None,
-                    security_context: target.security_context.as_ref(),
-                    volume_mounts: Some(&mounts),
-                };
-                ops.add(under(&pod_path, &["initContainers", "-"]), &join);
-            }
+            None => ops.add(under(&pod_path, &["initContainers", "-"]), &join),
             Some(i) if refresh => {
-                // Rare (injected, and no member has run yet): compared as a whole.
-                let mut env = user_env.to_vec();
-                env.extend(
-                    desired
-                        .iter()
-                        .filter(|d| !user_env.iter().any(|e| e.name == d.name))
-                        .cloned(),
-                );
-                let join = join_init_container(target, env);
-                if inits.is_some_and(|list| list[i] != join) {
+                // Rare (injected, and no member has run yet): compared as JSON, whole.
+                let differs = inits.is_some_and(|list| {
+                    serde_json::to_value(&list[i]).ok() != serde_json::to_value(&join).ok()
+                });
+                if differs {
                     let i = i.to_string();
                     ops.replace(under(&pod_path, &["initContainers", i.as_str()]), &join);
                 }
@@ -501,13 +480,7 @@ pub fn mutate_json(sts: &StatefulSet, ctx: &Context) -> Result<Option<Vec<u8>>, 
         // (An apply that re-sends the user's manifest gets back what the stored object had.)
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
-            let (resources, security_context) = (resources("5m"), restricted_security_context());
-            let sidecar = reconcile_sidecar(
-                &ctx.settings.helper_image,
-                &final_env,
-                &resources,
-                &security_context,
-            );
+            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, &final_env);
             ops.add(under(&pod_path, &["initContainers", "-"]), &sidecar);
         }
         if let Some(command) = wrapped_command(target) {
