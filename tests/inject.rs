@@ -535,6 +535,38 @@ fn init_names(sts: &StatefulSet) -> Vec<String> {
 }
 
 #[test]
+fn the_join_container_of_a_cluster_created_stopped_is_brought_up_to_date_on_first_start() {
+    let (mut sts, svc) = etcd();
+    sts.spec.as_mut().unwrap().replicas = Some(0);
+    let stopped = injected(&sts, Some(&svc));
+    let join_size = |sts: &StatefulSet| {
+        let inits = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let join = inits
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == "raft-injector-join")
+            .expect("a join init container");
+        join.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "RAFT_CLUSTER_SIZE")
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(join_size(&stopped).as_deref(), Some("0"));
+    let mut started = stopped.clone();
+    started.spec.as_mut().unwrap().replicas = Some(3);
+    let patch = mutate_with(&started, Some(&svc), Some(&stopped), &settings());
+    let started: StatefulSet = patched(&started, &patch);
+    assert_eq!(join_size(&started).as_deref(), Some("3"));
+    assert_eq!(
+        value_of(&started, 0, "RAFT_CLUSTER_SIZE").as_deref(),
+        Some("3"),
+        "the target and its join container agree"
+    );
+}
+
+#[test]
 fn etcd_gets_the_reconcile_sidecar_as_a_native_sidecar_after_join() {
     let (sts, svc) = etcd();
     let stored = injected(&sts, Some(&svc));

@@ -434,11 +434,15 @@ pub fn mutate_json(sts: &StatefulSet, ctx: &Context) -> Result<Option<Vec<u8>>, 
 
     // Join on scale-up: etcd always, the generic flavor through its join URL.
     let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
-    // The member's whole env: the target's own, then the injected vars it lacks.
+    // The member's whole env as the patch leaves it: the target's own (an injected var that
+    // is refreshed above with its new value), then the injected vars it lacks.
     let user_env = target.env.as_deref().unwrap_or_default();
     let final_env: Vec<Env> = user_env
         .iter()
-        .map(Env::User)
+        .map(|e| match desired.iter().position(|d| d.name == e.name) {
+            Some(d) if refresh && owned_before(&e.name) => injected(d),
+            _ => Env::User(e),
+        })
         .chain(
             (0..desired.len())
                 .filter(|&d| !user_env.iter().any(|e| e.name == desired[d].name))
