@@ -215,6 +215,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                                 "has its data and is still a member; resumes".to_owned(),
                             ),
                             JoinOutcome::Joined {
+                                why,
                                 initial_cluster,
                                 data_set_aside,
                             } => {
@@ -230,7 +231,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                                 }
                                 (
                                     "MemberJoined",
-                                    format!("added to the running cluster; initial cluster {initial_cluster}"),
+                                    format!("added to the running cluster ({why}); initial cluster {initial_cluster}"),
                                 )
                             }
                             JoinOutcome::BootstrapPeer => (

@@ -84,6 +84,16 @@ fn uid(plane: &ControlPlane, ns: &str, pod: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Fails, with what the cluster looked like, when the helper recorded any membership change.
+fn no_membership_change(plane: &ControlPlane, ns: &str, stage: &str) {
+    let changes = membership_changes(plane, ns);
+    assert!(
+        changes.is_empty(),
+        "no member may be added or removed ({stage}), but the helper recorded {changes:?}\n{}",
+        common::node::report(plane, ns)
+    );
+}
+
 /// Waits until every pod in `pods` is a new pod (other UID than in `before`) and Ready.
 fn wait_replaced(plane: &ControlPlane, ns: &str, before: &BTreeMap<String, Value>) {
     wait(plane, ns, 300, "the pods were not all replaced", || {
@@ -103,6 +113,7 @@ fn wait_replaced(plane: &ControlPlane, ns: &str, before: &BTreeMap<String, Value
 fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
     let plane = installed();
     let (ns, ids) = three_members(plane, "keep", |m| m);
+    no_membership_change(plane, &ns, "after the cluster formed");
     let mut report = Vec::new();
 
     // A rolling restart replaces every pod, one at a time; every member stays.
@@ -121,6 +132,7 @@ fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
         ids,
         "a rollout changes no member"
     );
+    no_membership_change(plane, &ns, "after the rollout restart");
     report.push(format!(
         "rollout restart: 3 pods replaced, member IDs unchanged, {:.0?}",
         started.elapsed()
@@ -187,6 +199,7 @@ fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
         ids,
         "an eviction changes no member"
     );
+    no_membership_change(plane, &ns, "after the eviction");
     report.push(format!(
         "eviction of etcd-2 (second eviction refused by the PDB): member IDs unchanged, {:.0?}",
         started.elapsed()
@@ -252,11 +265,7 @@ fn restarts_rollouts_evictions_and_a_full_stop_change_no_member() {
         started.elapsed()
     ));
 
-    assert_eq!(
-        membership_changes(plane, &ns),
-        [],
-        "no member was added or removed"
-    );
+    no_membership_change(plane, &ns, "after scale 3→0→3");
     assert_eq!(
         restarted(plane, &ns),
         Vec::<String>::new(),

@@ -211,7 +211,11 @@ fn the_etcd_example_forms_a_cluster_and_its_membership_follows_replicas() {
     }
     for pod in ["etcd-3", "etcd-4"] {
         let message = wait_event(plane, &ns, "MemberJoined", pod);
-        assert!(message.contains("initial cluster"), "{message}");
+        assert!(
+            message.contains("is beyond the bootstrap set of 3)")
+                && message.contains("initial cluster"),
+            "{message}"
+        );
     }
     let (_, restarts, _) = run(
         plane,

@@ -33,8 +33,10 @@ pub enum JoinOutcome {
     /// The data directory holds this member's data; etcd resumes from it.
     HasData,
     /// Added to the running cluster (or found already added); settings written.
+    /// `why`: what made this member join rather than bootstrap or resume;
     /// `data_set_aside`: where the data of this member's removed identity was moved.
     Joined {
+        why: String,
         initial_cluster: String,
         data_set_aside: Option<PathBuf>,
     },
@@ -171,6 +173,7 @@ async fn decide_and_join(
     let bootstrap_member = env.ordinal < env.bootstrap_size;
 
     let mut data_set_aside = None;
+    let why;
     if data_present(etcd) {
         // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
         // volume)? Then its data would make etcd refuse to start: set it aside and join anew.
@@ -183,6 +186,7 @@ async fn decide_and_join(
                     "this member was removed from the cluster; its old data is set aside and it joins again"
                 );
                 data_set_aside = Some(aside);
+                why = "its data belongs to a member removed earlier".to_owned();
             }
             Ok(_) => return Ok(JoinOutcome::HasData),
             Err(error) => {
@@ -194,11 +198,26 @@ async fn decide_and_join(
         // First start of a bootstrap member, unless the cluster already knows it as started:
         // then this member lost its data and must be replaced.
         match list_from_any(gateway, &endpoints, false).await {
-            Ok(members) if members.iter().any(|m| is_self(m, env) && m.is_started()) => {
-                tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
-            }
-            _ => return Ok(JoinOutcome::Bootstrap),
+            Ok(members) => match members.iter().find(|m| is_self(m, env) && m.is_started()) {
+                Some(me) => {
+                    tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
+                    why = format!(
+                        "a bootstrap member without data, which the cluster lists as started \
+                         (member {:x}, name {}, peer URLs {})",
+                        me.id,
+                        me.name,
+                        me.peer_urls.join(" ")
+                    );
+                }
+                None => return Ok(JoinOutcome::Bootstrap),
+            },
+            Err(_) => return Ok(JoinOutcome::Bootstrap),
         }
+    } else {
+        why = format!(
+            "ordinal {} is beyond the bootstrap set of {}",
+            env.ordinal, env.bootstrap_size
+        );
     }
 
     let initial_cluster = super::retry_until(deadline, budget, "join", || {
@@ -208,6 +227,7 @@ async fn decide_and_join(
     write_settings(dir, &initial_cluster)?;
     tracing::info!(member = %env.pod_name, %initial_cluster, "joined the running cluster");
     Ok(JoinOutcome::Joined {
+        why,
         initial_cluster,
         data_set_aside,
     })
