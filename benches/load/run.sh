@@ -59,17 +59,20 @@ oha=$(oha_bin)
 raft=$repo/target/release/raft-injector
 
 # --- The local control plane, which the webhook's caches watch, and the inputs ---------------
-"$controlplane" up "$dir/cp" >&2
-export KUBECONFIG=$dir/cp/kubeconfig
-"$raft" certs --ip 127.0.0.1 --out "$dir/certs" 2>/dev/null
-python3 "$repo/benches/load/reviews.py" "$repo" "$raft" "$dir"
+# A fresh cluster each run (a kept one would still hold the last run's large cluster), and
+# none left behind, whichever way the run ends.
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  "$controlplane" down "$dir/cp" >/dev/null 2>&1 || true
+  "$controlplane" reset "$dir/cp" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+"$controlplane" reset "$dir/cp" >&2
+"$controlplane" up "$dir/cp" >&2
+export KUBECONFIG=$dir/cp/kubeconfig
+"$raft" certs --ip 127.0.0.1 --out "$dir/certs" 2>/dev/null
+python3 "$repo/benches/load/reviews.py" "$repo" "$raft" "$dir"
 kubectl apply -f "$repo/examples/etcd.yaml" -n default >/dev/null
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

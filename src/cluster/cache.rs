@@ -1,24 +1,24 @@
 //! Informer caches of Services and Raft StatefulSets, kept up to date by watches, so
 //! admission never makes an API call per request (SPEC §2 rule 2).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
+use super::index::{Compact, CompactService, CompactStatefulSet, Index, Writer};
 use super::Lookup;
 
 /// The caches; cheap to clone.
 #[derive(Clone)]
 pub struct Caches {
-    services: Store<Service>,
-    statefulsets: Store<StatefulSet>,
+    services: Index<CompactService>,
+    statefulsets: Index<CompactStatefulSet>,
     synced: Arc<AtomicBool>,
 }
 
@@ -96,68 +96,78 @@ impl Caches {
     /// All StatefulSets are cached, not only labelled ones, so that a miss on a
     /// `statefulsets/scale` request means "not seen yet" rather than "not Raft".
     pub fn start(client: Client, synced: Arc<AtomicBool>) -> Caches {
-        let (services, services_writer) = reflector::store();
-        let (statefulsets, statefulsets_writer) = reflector::store();
-
-        let service_events = watcher(
+        let caches = Caches {
+            services: Index::new(),
+            statefulsets: Index::new(),
+            synced,
+        };
+        let listed = Arc::new(AtomicUsize::new(0));
+        let services = watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
         .modify(slim_service);
-        tokio::spawn(
-            reflector::reflector(services_writer, service_events).for_each(|event| async move {
-                if let Err(error) = event {
-                    tracing::warn!(%error, "Service watch failed; retrying");
-                }
-            }),
-        );
-
-        let statefulset_events =
-            watcher(Api::<StatefulSet>::all(client), watcher::Config::default())
-                .default_backoff()
-                .modify(slim_statefulset);
-        tokio::spawn(
-            reflector::reflector(statefulsets_writer, statefulset_events).for_each(
-                |event| async move {
-                    if let Err(error) = event {
-                        tracing::warn!(%error, "StatefulSet watch failed; retrying");
-                    }
-                },
-            ),
-        );
-
-        let caches = Caches {
+        tokio::spawn(caches.feed(
+            caches.services.writer(),
             services,
+            "Service",
+            listed.clone(),
+        ));
+        let statefulsets = watcher(Api::<StatefulSet>::all(client), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_statefulset);
+        tokio::spawn(caches.feed(
+            caches.statefulsets.writer(),
             statefulsets,
-            synced,
-        };
-        let waiting = caches.clone();
-        tokio::spawn(async move {
-            let both = futures::future::try_join(
-                waiting.services.wait_until_ready(),
-                waiting.statefulsets.wait_until_ready(),
-            );
-            if both.await.is_ok() {
-                waiting.synced.store(true, Ordering::Release);
-                tracing::info!(
-                    services = waiting.services.state().len(),
-                    statefulsets = waiting.statefulsets.state().len(),
-                    "caches synced"
-                );
-            }
-        });
+            "StatefulSet",
+            listed,
+        ));
         caches
+    }
+
+    /// Applies one watch's events to its index; once both kinds have been listed, the
+    /// caches are synced (readiness).
+    fn feed<T: Compact>(
+        &self,
+        mut writer: Writer<T>,
+        events: impl Stream<Item = Result<watcher::Event<T::Object>, watcher::Error>> + Send + 'static,
+        kind: &'static str,
+        listed: Arc<AtomicUsize>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        T::Object: kube::Resource + Send,
+    {
+        let caches = self.clone();
+        let mut first_list = true;
+        events.for_each(move |event| {
+            match event {
+                Ok(event) => {
+                    if writer.apply(event)
+                        && std::mem::take(&mut first_list)
+                        && listed.fetch_add(1, Ordering::AcqRel) == 1
+                    {
+                        caches.synced.store(true, Ordering::Release);
+                        tracing::info!(
+                            services = caches.services.len(),
+                            statefulsets = caches.statefulsets.len(),
+                            "caches synced"
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "{kind} watch failed; retrying"),
+            }
+            std::future::ready(())
+        })
     }
 }
 
 impl Lookup for Caches {
     fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
-        self.services.get(&ObjectRef::new(name).within(namespace))
+        self.services.get(namespace, name).map(Arc::new)
     }
 
     fn statefulset(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
-        self.statefulsets
-            .get(&ObjectRef::new(name).within(namespace))
+        self.statefulsets.get(namespace, name).map(Arc::new)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod documents;
+pub mod index;
 
 use std::sync::Arc;
 
