@@ -1,6 +1,7 @@
 //! Informer caches of Services and Raft StatefulSets, kept up to date by watches, so
 //! admission never makes an API call per request (SPEC §2 rule 2).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,21 +23,26 @@ pub struct Caches {
     synced: Arc<AtomicBool>,
 }
 
+/// raft-injector's own entries of a label or annotation map; none when it has none.
+pub(super) fn ours_only(map: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    map.map(|m| {
+        m.into_iter()
+            .filter(|(k, _)| k.starts_with("raft-injector.io/"))
+            .collect()
+    })
+    .filter(|m: &BTreeMap<String, String>| !m.is_empty())
+}
+
 /// The metadata the rules read: identity, and raft-injector's own labels and annotations.
 fn slim_meta(meta: &mut ObjectMeta) {
-    let ours = |key: &String| key.starts_with("raft-injector.io/");
-    let keep = |map: Option<std::collections::BTreeMap<String, String>>| {
-        map.map(|m| m.into_iter().filter(|(k, _)| ours(k)).collect())
-            .filter(|m: &std::collections::BTreeMap<String, String>| !m.is_empty())
-    };
     *meta = ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
         uid: meta.uid.take(),
         resource_version: meta.resource_version.take(),
         deletion_timestamp: meta.deletion_timestamp.take(),
-        labels: keep(meta.labels.take()),
-        annotations: keep(meta.annotations.take()),
+        labels: ours_only(meta.labels.take()),
+        annotations: ours_only(meta.annotations.take()),
         ..ObjectMeta::default()
     };
 }
@@ -106,17 +112,15 @@ impl Caches {
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff()
-        .modify(slim_service);
+        .default_backoff();
         tokio::spawn(caches.feed(
             caches.services.writer(),
             services,
             "Service",
             listed.clone(),
         ));
-        let statefulsets = watcher(Api::<StatefulSet>::all(client), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_statefulset);
+        let statefulsets =
+            watcher(Api::<StatefulSet>::all(client), watcher::Config::default()).default_backoff();
         tokio::spawn(caches.feed(
             caches.statefulsets.writer(),
             statefulsets,

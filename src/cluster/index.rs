@@ -1,6 +1,7 @@
 //! The caches' storage: each cached object in a compact form holding exactly what
-//! [`super::cache::slim_service`] and [`super::cache::slim_statefulset`] keep, indexed by
-//! namespace and name, and turned back into the k8s-openapi type when a request looks it up.
+//! [`super::cache::slim_service`] and [`super::cache::slim_statefulset`] keep (a watched
+//! object is compacted straight away, not slimmed first), indexed by namespace and name, and
+//! turned back into that slim object when a request looks it up.
 //!
 //! A k8s-openapi `Service` is 800 bytes before any of its strings, a `StatefulSet` 2,488,
 //! and a one-entry `BTreeMap` allocates a whole node: in a cluster of 10,000 Services and
@@ -18,6 +19,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServicePort, Se
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::watcher::Event;
+
+use super::cache::ours_only;
 
 type Text = Option<Box<str>>;
 type Pairs = Option<Box<[(Box<str>, Box<str>)]>>;
@@ -46,7 +49,7 @@ fn map(pairs: &Pairs) -> Option<BTreeMap<String, String>> {
     })
 }
 
-/// Metadata after `slim_meta`; name and namespace are the index's keys.
+/// Metadata as `slim_meta` keeps it; name and namespace are the index's keys.
 struct Meta {
     uid: Text,
     resource_version: Text,
@@ -56,14 +59,16 @@ struct Meta {
 }
 
 impl Meta {
-    fn new(meta: ObjectMeta) -> Meta {
-        Meta {
+    /// Namespace, name and the rest; none for an object without both.
+    fn split(meta: ObjectMeta) -> Option<(String, String, Meta)> {
+        let kept = Meta {
             uid: text(meta.uid),
             resource_version: text(meta.resource_version),
             deletion_timestamp: meta.deletion_timestamp,
-            labels: pairs(meta.labels),
-            annotations: pairs(meta.annotations),
-        }
+            labels: pairs(ours_only(meta.labels)),
+            annotations: pairs(ours_only(meta.annotations)),
+        };
+        Some((meta.namespace?, meta.name?, kept))
     }
 
     fn object_meta(&self, namespace: &str, name: &str) -> ObjectMeta {
@@ -80,10 +85,11 @@ impl Meta {
     }
 }
 
-/// One cached kind: its compact form, made from a slimmed object and turned back into one.
+/// One cached kind: its compact form, made from a watched object and turned back into the
+/// slim one.
 pub trait Compact: Sized + Send + Sync + 'static {
     type Object;
-    /// The namespace, name and compact form of an object already slimmed.
+    /// The namespace, name and compact form of an object.
     fn compact(object: Self::Object) -> Option<(String, String, Self)>;
     fn object(&self, namespace: &str, name: &str) -> Self::Object;
 }
@@ -110,8 +116,7 @@ impl Compact for CompactService {
     type Object = Service;
 
     fn compact(service: Service) -> Option<(String, String, Self)> {
-        let mut meta = service.metadata;
-        let (namespace, name) = (meta.namespace.take()?, meta.name.take()?);
+        let (namespace, name, meta) = Meta::split(service.metadata)?;
         let spec = service.spec.map(|s| {
             let ports = s.ports.map(|ports| {
                 ports
@@ -130,7 +135,6 @@ impl Compact for CompactService {
                 ports,
             }
         });
-        let meta = Meta::new(meta);
         Some((namespace, name, CompactService { meta, spec }))
     }
 
@@ -175,8 +179,7 @@ impl Compact for CompactStatefulSet {
     type Object = StatefulSet;
 
     fn compact(sts: StatefulSet) -> Option<(String, String, Self)> {
-        let mut meta = sts.metadata;
-        let (namespace, name) = (meta.namespace.take()?, meta.name.take()?);
+        let (namespace, name, meta) = Meta::split(sts.metadata)?;
         let spec = sts.spec.map(|s| StatefulSetFields {
             replicas: s.replicas,
             service_name: text(s.service_name),
@@ -188,7 +191,6 @@ impl Compact for CompactStatefulSet {
                     .collect()
             }),
         });
-        let meta = Meta::new(meta);
         Some((namespace, name, CompactStatefulSet { meta, spec }))
     }
 
@@ -358,7 +360,7 @@ mod tests {
         let whole = service("etcd", "peer");
         let mut slim = whole.clone();
         slim_service(&mut slim);
-        let (namespace, name, compact) = CompactService::compact(slim.clone()).unwrap();
+        let (namespace, name, compact) = CompactService::compact(whole).unwrap();
         assert_eq!((namespace.as_str(), name.as_str()), ("demo", "etcd"));
         assert_eq!(compact.object("demo", "etcd"), slim);
         let bare = Service {
@@ -391,7 +393,7 @@ mod tests {
         .unwrap();
         let mut slim = whole.clone();
         slim_statefulset(&mut slim);
-        let (_, _, compact) = CompactStatefulSet::compact(slim.clone()).unwrap();
+        let (_, _, compact) = CompactStatefulSet::compact(whole).unwrap();
         assert_eq!(compact.object("demo", "etcd"), slim);
     }
 
