@@ -197,22 +197,22 @@ async fn decide_and_join(
     } else if bootstrap_member {
         // First start of a bootstrap member, unless the cluster already knows it as started:
         // then this member lost its data and must be replaced.
-        match list_from_any(gateway, &endpoints, false).await {
-            Ok(members) => match members.iter().find(|m| is_self(m, env) && m.is_started()) {
-                Some(me) => {
-                    tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
-                    why = format!(
-                        "a bootstrap member without data, which the cluster lists as started \
-                         (member {:x}, name {}, peer URLs {})",
-                        me.id,
-                        me.name,
-                        me.peer_urls.join(" ")
-                    );
-                }
-                None => return Ok(JoinOutcome::Bootstrap),
-            },
-            Err(_) => return Ok(JoinOutcome::Bootstrap),
-        }
+        let listed = list_from_any(gateway, &endpoints, false).await.ok();
+        let Some(me) = listed
+            .iter()
+            .flatten()
+            .find(|m| is_self(m, env) && m.is_started())
+        else {
+            return Ok(JoinOutcome::Bootstrap);
+        };
+        tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
+        why = format!(
+            "a bootstrap member without data, which the cluster lists as started \
+             (member {:x}, name {}, peer URLs {})",
+            me.id,
+            me.name,
+            me.peer_urls.join(" ")
+        );
     } else {
         why = format!(
             "ordinal {} is beyond the bootstrap set of {}",
