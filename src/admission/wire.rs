@@ -42,12 +42,11 @@ impl Response {
 /// bytes) goes straight into the output, where serde would scan every character of it for
 /// escapes it cannot contain.
 pub fn to_json(response: &Response) -> serde_json::Result<Vec<u8>> {
-    use base64::Engine as _;
-    let base64 = &base64::engine::general_purpose::STANDARD;
+    let base64 = &base64_simd::STANDARD;
     let patch_len = response
         .patch
         .as_ref()
-        .map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+        .map_or(0, |p| base64.encoded_length(p.len()));
     let mut out = Vec::with_capacity(512 + patch_len);
     out.extend_from_slice(
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
@@ -61,12 +60,7 @@ pub fn to_json(response: &Response) -> serde_json::Result<Vec<u8>> {
     serde_json::to_writer(&mut out, &response.result)?;
     if let Some(patch) = &response.patch {
         out.extend_from_slice(br#","patch":""#);
-        let start = out.len();
-        out.resize(start + patch_len, 0);
-        let written = base64
-            .encode_slice(patch, &mut out[start..])
-            .map_err(|e| serde_json::Error::io(std::io::Error::other(e)))?;
-        out.truncate(start + written);
+        base64.encode_append(patch, &mut out);
         out.extend_from_slice(br#"","patchType":"JSONPatch""#);
     }
     if !response.warnings.is_empty() {
