@@ -4,13 +4,14 @@ use kube::core::admission::Operation;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use super::request::Request;
+use super::request::{Objects, Request};
 use super::wire::Response;
 use crate::cluster::Lookup;
 use crate::policy::names::is_raft_workload;
 use crate::policy::scale::validate_scale;
+use crate::policy::status::Recorded;
 use crate::policy::validate::service_name;
-use crate::policy::{mutate_json, validate, Context, MutateError, Settings, Verdict};
+use crate::policy::{mutate_json_with, validate_with, Context, MutateError, Settings, Verdict};
 
 /// The two endpoints; both see the same requests, each answers its own part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,49 +63,53 @@ pub enum Subject {
     Scale { new: i32, old: Option<i32> },
 }
 
-/// Decodes what `req` is about; only what the rules will read is decoded.
-pub fn subject(webhook: Webhook, req: &Request) -> Result<Subject, AdmissionError> {
+/// Decodes what `req` is about, from its `objects`; only what the rules will read is decoded.
+pub fn subject(
+    webhook: Webhook,
+    req: &Request,
+    objects: Objects,
+) -> Result<Subject, AdmissionError> {
     if !req.is_statefulsets() || !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok(Subject::Other);
     }
-    let object = |kind| {
-        req.object.ok_or_else(|| AdmissionError::MissingObject {
-            kind,
-            name: req.name.clone(),
-        })
+    let missing = |kind| AdmissionError::MissingObject {
+        kind,
+        name: req.name.clone(),
     };
-    match req.sub_resource.as_deref() {
-        None => {
-            let sts: StatefulSet = decode("StatefulSet", object("StatefulSet")?)?;
-            if !is_raft_workload(&sts.metadata) {
-                return Ok(Subject::Other);
-            }
-            let old = req
-                .old_object
-                .map(|raw| {
-                    super::old::decode(raw.get())
+    let (object, old) = match objects {
+        Objects::StatefulSets { object, old } => {
+            (object.ok_or_else(|| missing("StatefulSet"))?, old)
+        }
+        Objects::Raw { object, old } => match req.sub_resource.as_deref() {
+            None => {
+                let slim = |decode: fn(&str) -> serde_json::Result<StatefulSet>, raw: &RawValue| {
+                    decode(raw.get())
                         .map(Box::new)
                         .map_err(|source| AdmissionError::Decode {
                             kind: "StatefulSet",
                             source,
                         })
-                })
-                .transpose()?;
-            Ok(Subject::StatefulSet {
-                sts: Box::new(sts),
-                old,
-            })
-        }
-        Some("scale") if webhook == Webhook::Validate && req.operation == Operation::Update => {
-            let new = replicas_of(&decode::<Scale>("Scale", object("Scale")?)?);
-            let old = req
-                .old_object
-                .map(|raw| decode::<Scale>("Scale", raw).map(|s| replicas_of(&s)))
-                .transpose()?;
-            Ok(Subject::Scale { new, old })
-        }
-        Some(_) => Ok(Subject::Other),
+                };
+                let object = object.ok_or_else(|| missing("StatefulSet"))?;
+                let sts = slim(super::object::decode, object)?;
+                let old = old.map(|raw| slim(super::old::decode, raw)).transpose()?;
+                (sts, old)
+            }
+            Some("scale") if webhook == Webhook::Validate && req.operation == Operation::Update => {
+                let object = object.ok_or_else(|| missing("Scale"))?;
+                let new = replicas_of(&decode::<Scale>("Scale", object)?);
+                let old = old
+                    .map(|raw| decode::<Scale>("Scale", raw).map(|s| replicas_of(&s)))
+                    .transpose()?;
+                return Ok(Subject::Scale { new, old });
+            }
+            Some(_) => return Ok(Subject::Other),
+        },
+    };
+    if !is_raft_workload(&object.metadata) {
+        return Ok(Subject::Other);
     }
+    Ok(Subject::StatefulSet { sts: object, old })
 }
 
 fn with_verdict(mut response: Response, verdict: &Verdict) -> Response {
@@ -137,13 +142,15 @@ pub fn decide(
                 settings,
                 dry_run: req.dry_run,
             };
-            let verdict = validate(sts, &ctx);
+            // Both rules read the status annotations: read once.
+            let recorded = Recorded::of(sts, ctx.old);
+            let verdict = validate_with(sts, &ctx, &recorded);
             match webhook {
                 Webhook::Validate => Ok(with_verdict(response, &verdict)),
                 // An object the rules deny is left for /validate to explain, not injected.
                 Webhook::Mutate if !verdict.is_allowed() => Ok(response),
                 Webhook::Mutate => Ok(Response {
-                    patch: mutate_json(sts, &ctx)?,
+                    patch: mutate_json_with(sts, &ctx, &recorded)?,
                     ..response
                 }),
             }

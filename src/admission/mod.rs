@@ -2,6 +2,7 @@
 //! rules apply, and how a verdict becomes a response. No HTTP here.
 
 mod decide;
+pub mod object;
 pub mod old;
 pub mod request;
 mod settle;

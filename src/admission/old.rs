@@ -1,22 +1,24 @@
 //! The stored object of an UPDATE (`oldObject`), decoded into only what the rules read of
 //! it: the status annotation (bootstrap size, flavor, the env vars the injector owns),
 //! `spec.replicas`, and the names of the init containers (whether the reconcile sidecar was
-//! there). The rest of a 7 KB StatefulSet — the containers, their env, probes and volumes —
-//! is skipped by the parser instead of being built into k8s-openapi types and dropped.
+//! there). The rest of a 7 KB StatefulSet (the other annotations, the containers, their
+//! env, probes and volumes) is skipped by the parser instead of being built into k8s-openapi
+//! types and dropped.
 //!
 //! The result is a `StatefulSet` with only those fields set, so the rules keep one type.
-//! `tests/admission_old.rs` checks that thirty UPDATEs built from the examples are decided
+//! `tests/admission_slim.rs` checks that the UPDATEs built from the examples are decided
 //! the same with the full stored object and with this one.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
+use super::object::{Named, Ours};
+
+/// The stored object as read off the wire.
 #[derive(Deserialize, Default)]
-struct Old {
+pub(super) struct Old {
     #[serde(default)]
     metadata: Meta,
     spec: Option<Spec>,
@@ -24,7 +26,7 @@ struct Old {
 
 #[derive(Deserialize, Default)]
 struct Meta {
-    annotations: Option<BTreeMap<String, String>>,
+    annotations: Option<Ours>,
 }
 
 #[derive(Deserialize)]
@@ -45,37 +47,32 @@ struct Pod {
     init_containers: Option<Vec<Named>>,
 }
 
-#[derive(Deserialize)]
-struct Named {
-    name: String,
-}
-
 /// Decodes `oldObject` into the fields the rules read.
 pub fn decode(json: &str) -> Result<StatefulSet, serde_json::Error> {
-    let old: Old = serde_json::from_str(json)?;
-    Ok(StatefulSet {
-        metadata: ObjectMeta {
-            annotations: old.metadata.annotations,
-            ..ObjectMeta::default()
-        },
-        spec: old.spec.map(|spec| StatefulSetSpec {
-            replicas: spec.replicas,
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: spec.template.spec.map(|pod| PodSpec {
-                    init_containers: pod.init_containers.map(|list| {
-                        list.into_iter()
-                            .map(|c| Container {
-                                name: c.name,
-                                ..Container::default()
-                            })
-                            .collect()
-                    }),
-                    ..PodSpec::default()
-                }),
+    Ok(serde_json::from_str::<Old>(json)?.into_statefulset())
+}
+
+impl Old {
+    pub(super) fn into_statefulset(self) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                annotations: self.metadata.annotations.map(|a| a.0),
+                ..ObjectMeta::default()
             },
-            ..StatefulSetSpec::default()
-        }),
-        status: None,
-    })
+            spec: self.spec.map(|spec| StatefulSetSpec {
+                replicas: spec.replicas,
+                template: PodTemplateSpec {
+                    metadata: None,
+                    spec: spec.template.spec.map(|pod| PodSpec {
+                        init_containers: pod
+                            .init_containers
+                            .map(|list| list.into_iter().map(Named::into_container).collect()),
+                        ..PodSpec::default()
+                    }),
+                },
+                ..StatefulSetSpec::default()
+            }),
+            status: None,
+        }
+    }
 }

@@ -1,24 +1,52 @@
-//! The AdmissionReview as read off the wire, in one pass: the fields of the request the
-//! webhook reads, with `object` and `oldObject` left as raw JSON borrowed from the body
-//! until the request's resource says what they are; then each is decoded once, straight
-//! into its type (no intermediate `Value` tree, no copy).
+//! The AdmissionReview as read off the wire. Nearly every review this webhook gets is about
+//! a StatefulSet, so the body is read once with `object` and `oldObject` read as slim
+//! StatefulSets (`object.rs`, `old.rs`) along with the rest. A review that does not read that
+//! way (the scale subresource, another kind, a malformed object) is read again with the
+//! objects left raw, borrowed from the body, for [`super::subject`] to decode by kind (and to
+//! say precisely what is wrong with them).
 
 use std::borrow::Cow;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::core::admission::Operation;
 use kube::core::GroupVersionResource;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::object::Object;
+use super::old::Old;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Review<'a> {
+#[serde(bound(deserialize = "O: Deserialize<'de>, P: Deserialize<'de>"))]
+struct Review<'a, O, P> {
     #[serde(default, borrow)]
     api_version: Cow<'a, str>,
     #[serde(default, borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
-    request: Option<Request<'a>>,
+    request: Option<Wire<O, P>>,
+}
+
+/// One admission request; everything else in it (user info, options, ...) is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[serde(bound(deserialize = "O: Deserialize<'de>, P: Deserialize<'de>"))]
+struct Wire<O, P> {
+    uid: String,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    object: Option<O>,
+    #[serde(default)]
+    old_object: Option<P>,
 }
 
 /// Only the version, to say why a review of another version was not read.
@@ -31,32 +59,88 @@ struct Version<'a> {
     kind: Cow<'a, str>,
 }
 
-/// One admission request; everything else in it (user info, options, ...) is skipped.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The admission request, as the webhook reads it.
+#[derive(Debug)]
 pub struct Request<'a> {
     pub uid: String,
     pub resource: GroupVersionResource,
-    #[serde(default)]
     pub sub_resource: Option<String>,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub namespace: Option<String>,
     pub operation: Operation,
-    #[serde(default)]
     pub dry_run: bool,
-    #[serde(default, borrow)]
-    pub object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    pub old_object: Option<&'a RawValue>,
+    pub objects: Objects<'a>,
+}
+
+/// `object` and `oldObject`, read as StatefulSets or left raw.
+#[derive(Debug)]
+pub enum Objects<'a> {
+    /// Read in the same pass as the review: slim StatefulSets.
+    StatefulSets {
+        object: Option<Box<StatefulSet>>,
+        old: Option<Box<StatefulSet>>,
+    },
+    /// Raw JSON borrowed from the body, to be decoded by kind.
+    Raw {
+        object: Option<&'a RawValue>,
+        old: Option<&'a RawValue>,
+    },
+}
+
+impl Default for Objects<'_> {
+    fn default() -> Self {
+        Objects::Raw {
+            object: None,
+            old: None,
+        }
+    }
+}
+
+impl<O, P> Wire<O, P> {
+    fn with<'a>(self, objects: impl FnOnce(Option<O>, Option<P>) -> Objects<'a>) -> Request<'a> {
+        Request {
+            uid: self.uid,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            dry_run: self.dry_run,
+            objects: objects(self.object, self.old_object),
+        }
+    }
+}
+
+/// A review of a StatefulSet itself, read in one pass with its objects, if `body` is one.
+fn statefulset_review(body: &[u8]) -> Option<Request<'_>> {
+    let review: Review<Object, Old> = serde_json::from_slice(body).ok()?;
+    let mut wire = review.request?;
+    let is_statefulset = review.api_version == "admission.k8s.io/v1"
+        && review.kind == "AdmissionReview"
+        && wire.resource.group == "apps"
+        && wire.resource.resource == "statefulsets"
+        && wire.sub_resource.is_none();
+    if !is_statefulset {
+        return None;
+    }
+    let object = match wire.object.take() {
+        Some(object) => Some(Box::new(object.into_statefulset().ok()?)),
+        None => None,
+    };
+    Some(wire.with(|_, old| Objects::StatefulSets {
+        object,
+        old: old.map(|old| Box::new(old.into_statefulset())),
+    }))
 }
 
 /// Parses an `admission.k8s.io/v1` AdmissionReview, or says in one line why `body` is not one.
 pub fn parse(body: &[u8]) -> Result<Request<'_>, String> {
-    // One pass over the body; the version is looked at alone only when that pass fails, so
-    // a review of another version gets the message that names the fix.
-    let review: Result<Review, _> = serde_json::from_slice(body);
+    if let Some(request) = statefulset_review(body) {
+        return Ok(request);
+    }
+    // Read with the objects raw; the version is looked at alone only when that fails, so a
+    // review of another version gets the message that names the fix.
+    let review: Result<Review<&RawValue, &RawValue>, _> = serde_json::from_slice(body);
     let version = match &review {
         Ok(review) => Version {
             api_version: review.api_version.clone(),
@@ -74,10 +158,11 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, String> {
             version.api_version, version.kind
         ));
     }
-    review
+    Ok(review
         .map_err(|e| format!("request body is not an AdmissionReview: {e}"))?
         .request
-        .ok_or_else(|| "the AdmissionReview has no request".to_owned())
+        .ok_or_else(|| "the AdmissionReview has no request".to_owned())?
+        .with(|object, old| Objects::Raw { object, old }))
 }
 
 impl Request<'_> {
@@ -103,20 +188,56 @@ impl Request<'_> {
 mod tests {
     use super::*;
 
+    fn review(resource: &str, sub_resource: &str, object: &str) -> Vec<u8> {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{
+            "uid":"u1","kind":{{"group":"apps","version":"v1","kind":"StatefulSet"}},
+            "resource":{{"group":"apps","version":"v1","resource":"{resource}"}},{sub_resource}
+            "name":"etcd","namespace":"demo","operation":"UPDATE","userInfo":{{"username":"me"}},
+            "object":{object},"oldObject":null,"dryRun":true,"options":{{}}}}}}"#
+        )
+        .into_bytes()
+    }
+
     #[test]
-    fn the_objects_stay_raw_and_the_rest_is_read() {
-        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
-            "uid":"u1","kind":{"group":"apps","version":"v1","kind":"StatefulSet"},
-            "resource":{"group":"apps","version":"v1","resource":"statefulsets"},
-            "name":"etcd","namespace":"demo","operation":"UPDATE","userInfo":{"username":"me"},
-            "object":{"metadata":{"name":"etcd"}},"oldObject":null,"dryRun":true,"options":{}}}"#;
-        let req = parse(body).unwrap();
+    fn a_statefulset_review_is_read_in_one_pass_with_its_objects() {
+        let body = review("statefulsets", "", r#"{"metadata":{"name":"etcd"}}"#);
+        let req = parse(&body).unwrap();
         assert_eq!(req.uid, "u1");
         assert!(req.is_statefulsets());
         assert_eq!(req.operation_name(), "UPDATE");
         assert!(req.dry_run);
-        assert_eq!(req.object.unwrap().get(), r#"{"metadata":{"name":"etcd"}}"#);
-        assert!(req.old_object.is_none(), "null is no object");
+        let Objects::StatefulSets { object, old } = req.objects else {
+            panic!("read as StatefulSets: {:?}", req.objects);
+        };
+        assert_eq!(object.unwrap().metadata.name.as_deref(), Some("etcd"));
+        assert!(old.is_none(), "null is no object");
+    }
+
+    #[test]
+    fn other_reviews_keep_their_objects_raw() {
+        let object = r#"{"metadata":{"name":"etcd"},"spec":{"replicas":3}}"#;
+        let scale = review("statefulsets", r#""subResource":"scale","#, object);
+        let pods = review("pods", "", object);
+        let unreadable = r#"{"metadata":{"name":"etcd"},"spec":{"replicas":"three"}}"#;
+        let unreadable = review("statefulsets", "", unreadable);
+        for (what, body, raw) in [
+            ("the scale subresource", &scale, object),
+            ("another kind", &pods, object),
+            (
+                "an object that is no StatefulSet",
+                &unreadable,
+                r#"{"metadata":{"name":"etcd"},"spec":{"replicas":"three"}}"#,
+            ),
+        ] {
+            let req = parse(body).unwrap();
+            let Objects::Raw { object, old } = req.objects else {
+                panic!("{what}: left raw, got {:?}", req.objects);
+            };
+            assert_eq!(object.map(RawValue::get), Some(raw), "{what}");
+            assert!(old.is_none(), "{what}");
+            assert_eq!(req.uid, "u1", "{what}");
+        }
     }
 
     #[test]

@@ -101,3 +101,36 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
     }
     env
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_the_injector_sets_is_listed_as_injected() {
+        for flavor in [Flavor::Etcd, Flavor::Generic] {
+            let r = Resolved {
+                name: "etcd".into(),
+                namespace: "demo".into(),
+                service: "etcd".into(),
+                container: 0,
+                peer_port: 2380,
+                client_port: 2379,
+                flavor,
+                cluster_domain: "cluster.local".into(),
+                group_id: "g".into(),
+                bootstrap_size: 3,
+                joins_by_url: false,
+            };
+            let env = desired_env(&r);
+            assert!(env.len() >= 12, "{flavor}: {} vars", env.len());
+            for var in env {
+                assert!(
+                    INJECTED_NAMES.contains(&var.name.as_str()),
+                    "{flavor}: {} is set but not in INJECTED_NAMES (validate looks only for those)",
+                    var.name
+                );
+            }
+        }
+    }
+}

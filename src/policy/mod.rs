@@ -16,6 +16,6 @@ pub mod validate;
 pub mod verdict;
 
 pub use context::{Context, MissingService, Settings};
-pub use mutate::{mutate, mutate_json, MutateError, Patch};
-pub use validate::validate;
+pub use mutate::{mutate, mutate_json, mutate_json_with, MutateError, Patch};
+pub use validate::{validate, validate_with};
 pub use verdict::Verdict;

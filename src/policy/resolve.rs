@@ -14,7 +14,7 @@ use super::dns;
 use super::flavor::Flavor;
 use super::names::*;
 use super::replicas;
-use super::status::Status;
+use super::status::Recorded;
 use super::verdict::shown;
 
 /// Everything injection needs, resolved and checked.
@@ -74,25 +74,10 @@ pub fn containers(sts: &StatefulSet) -> &[Container] {
 }
 
 /// Bootstrap size: recorded once, on the first admission with a non-zero replica count.
-/// The old object is consulted too, because a server-side apply that omits the status
+/// The old object's status counts too, because a server-side apply that omits the status
 /// annotation removes it from the new object.
-pub fn bootstrap_size(sts: &StatefulSet, old: Option<&StatefulSet>) -> i32 {
-    recorded_bootstrap_size(sts, old).unwrap_or_else(|| replicas(sts))
-}
-
-/// The non-zero bootstrap size a status annotation recorded, if any.
-fn recorded_bootstrap_size(sts: &StatefulSet, old: Option<&StatefulSet>) -> Option<i32> {
-    [Some(sts), old]
-        .into_iter()
-        .flatten()
-        .filter_map(Status::of)
-        .map(|status| status.bootstrap_size)
-        .find(|&size| size != 0)
-}
-
-/// The status annotation of the object, else of the stored object (see [`bootstrap_size`]).
-pub fn previous_status(sts: &StatefulSet, old: Option<&StatefulSet>) -> Option<Status> {
-    Status::of(sts).or_else(|| old.and_then(Status::of))
+pub fn bootstrap_size(sts: &StatefulSet, recorded: &Recorded) -> i32 {
+    recorded.bootstrap_size().unwrap_or_else(|| replicas(sts))
 }
 
 /// The container that gets the env vars, mount and preStop hook (SPEC §4).
@@ -184,7 +169,11 @@ fn peer_port(
 }
 
 /// Resolves everything injection needs, or lists every reason it cannot.
-pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>> {
+pub fn resolve(
+    sts: &StatefulSet,
+    ctx: &Context,
+    recorded: &Recorded,
+) -> Result<Resolved, Vec<String>> {
     let mut problems = Vec::new();
 
     let service = sts
@@ -238,8 +227,8 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
 
     let name = sts.metadata.name.clone().unwrap_or_default();
     problems.extend(name_problems(&name, &service, ctx));
-    problems.extend(size_problems(sts, ctx));
-    if let Some(problem) = flavor_change_problem(sts, ctx, flavor) {
+    problems.extend(size_problems(sts, ctx, recorded));
+    if let Some(problem) = flavor_change_problem(recorded, flavor) {
         problems.push(problem);
     }
     for hook in [Hook::Join, Hook::Leave] {
@@ -270,7 +259,7 @@ pub fn resolve(sts: &StatefulSet, ctx: &Context) -> Result<Resolved, Vec<String>
             flavor,
             cluster_domain,
             group_id,
-            bootstrap_size: bootstrap_size(sts, ctx.old),
+            bootstrap_size: bootstrap_size(sts, recorded),
             joins_by_url,
         }),
         _ => Err(problems),
@@ -317,12 +306,12 @@ fn name_problems(name: &str, service: &str, ctx: &Context) -> Vec<String> {
 
 /// `spec.replicas` and a recorded bootstrap size must both lie in `0..=--max-replicas`
 /// before the peer list is built from them.
-fn size_problems(sts: &StatefulSet, ctx: &Context) -> Vec<String> {
+fn size_problems(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> Vec<String> {
     let max = ctx.settings.max_replicas;
     let mut problems: Vec<String> = replicas::range_problem("spec.replicas", replicas(sts), max)
         .into_iter()
         .collect();
-    if let Some(size) = recorded_bootstrap_size(sts, ctx.old) {
+    if let Some(size) = recorded.bootstrap_size() {
         if !replicas::in_range(size, max) {
             problems.push(format!(
                 "annotation {STATUS_ANNOTATION} records a bootstrap size of {size}, outside 0..{max}; the \
@@ -336,8 +325,8 @@ fn size_problems(sts: &StatefulSet, ctx: &Context) -> Vec<String> {
 
 /// The flavor is frozen with the rest of the injection: the pod template was built for the
 /// recorded one, and rebuilding it for another would roll every member.
-fn flavor_change_problem(sts: &StatefulSet, ctx: &Context, flavor: Flavor) -> Option<String> {
-    let recorded = previous_status(sts, ctx.old)?.flavor;
+fn flavor_change_problem(recorded: &Recorded, flavor: Flavor) -> Option<String> {
+    let recorded = recorded.previous()?.flavor;
     (recorded != flavor).then(|| {
         format!(
             "annotation {FLAVOR_ANNOTATION} is now \"{flavor}\" but the pod template was injected for \

@@ -38,3 +38,36 @@ impl Status {
         self.env.iter().any(|owned| owned == name)
     }
 }
+
+/// The status annotations one admission reads: the object's, and the stored object's on
+/// UPDATE. Read once and handed to every rule that needs them (each is a small JSON
+/// document of its own).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub new: Option<Status>,
+    pub old: Option<Status>,
+}
+
+impl Recorded {
+    pub fn of(sts: &StatefulSet, old: Option<&StatefulSet>) -> Recorded {
+        Recorded {
+            new: Status::of(sts),
+            old: old.and_then(Status::of),
+        }
+    }
+
+    /// The object's status, else the stored object's: a server-side apply that omits the
+    /// annotation removes it from the new object.
+    pub fn previous(&self) -> Option<&Status> {
+        self.new.as_ref().or(self.old.as_ref())
+    }
+
+    /// The non-zero bootstrap size recorded, the object's first.
+    pub fn bootstrap_size(&self) -> Option<i32> {
+        [&self.new, &self.old]
+            .into_iter()
+            .flatten()
+            .map(|status| status.bootstrap_size)
+            .find(|&size| size != 0)
+    }
+}

@@ -12,15 +12,20 @@ use super::mutate::is_injected_pre_stop;
 use super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION};
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
-use super::status::Status;
+use super::status::{Recorded, Status};
 use super::verdict::{clip, shown, subject, Verdict};
 
 /// Checks a labelled StatefulSet. `ctx.old` is the stored object on UPDATE.
 pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
+    validate_with(sts, ctx, &Recorded::of(sts, ctx.old))
+}
+
+/// [`validate`], with the status annotations of `sts` and `ctx.old` read already.
+pub fn validate_with(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> Verdict {
     let name = sts.metadata.name.as_deref().unwrap_or_default();
     let mut verdict = Verdict::new(subject(ctx.namespace, name));
 
-    let resolved = match resolve(sts, ctx) {
+    let resolved = match resolve(sts, ctx, recorded) {
         Ok(resolved) => Some(resolved),
         Err(problems) => {
             verdict.violations.extend(problems);
@@ -35,7 +40,8 @@ pub fn validate(sts: &StatefulSet, ctx: &Context) -> Verdict {
     check_membership_urls(sts, resolved.as_ref(), &mut verdict);
     if let Ok(index) = resolve::target_container(sts) {
         if let Some(container) = containers(sts).get(index) {
-            check_target_container(sts, container, resolved.as_ref(), &mut verdict);
+            let owned = recorded.new.as_ref();
+            check_target_container(container, owned, resolved.as_ref(), &mut verdict);
         }
     }
     verdict.dedup();
@@ -243,8 +249,8 @@ fn check_membership_urls(sts: &StatefulSet, resolved: Option<&Resolved>, verdict
 }
 
 fn check_target_container(
-    sts: &StatefulSet,
     container: &Container,
+    owned: Option<&Status>,
     resolved: Option<&Resolved>,
     verdict: &mut Verdict,
 ) {
@@ -260,28 +266,26 @@ fn check_target_container(
         ));
     }
 
-    let ours = resolved.map(desired_env);
-    let owned = Status::of(sts);
+    // Built only when the container has a var of a name the injector sets (every such name
+    // is in INJECTED_NAMES).
+    let mut ours = None;
     // Values no member has run with yet are refreshed by the mutation, not kept.
-    let frozen = owned.as_ref().is_some_and(|s| s.bootstrap_size != 0);
+    let frozen = owned.is_some_and(|s| s.bootstrap_size != 0);
     let mut seen = std::collections::BTreeSet::new();
     for var in container.env.iter().flatten() {
-        if !seen.insert(var.name.as_str()) {
+        if !seen.insert(var.name.as_str()) || !INJECTED_NAMES.contains(&var.name.as_str()) {
             continue;
         }
         let injected = ours
+            .get_or_insert_with(|| resolved.map(desired_env))
             .as_ref()
             .and_then(|ours| ours.iter().find(|o| o.name == var.name));
-        let known = injected.is_some() || INJECTED_NAMES.contains(&var.name.as_str());
-        if !known {
-            continue;
-        }
         let value = var
             .value
             .as_deref()
             .map(shown)
             .unwrap_or_else(|| "set from a field".to_owned());
-        if owned.as_ref().is_some_and(|s| s.owns_env(&var.name)) {
+        if owned.is_some_and(|s| s.owns_env(&var.name)) {
             // Injected earlier: warn when it no longer holds what the injector would set,
             // because someone changed it (`kubectl set env`) or changed what it is built from.
             if let Some(injected) = injected.filter(|i| frozen && *i != var) {

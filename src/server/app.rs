@@ -92,7 +92,7 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
         Ok(body) => body,
         Err((status, message)) => return reject(&state, webhook, status, message, started),
     };
-    let req = match parse(&body) {
+    let mut req = match parse(&body) {
         Ok(req) => req,
         Err(message) => return reject(&state, webhook, StatusCode::BAD_REQUEST, message, started),
     };
@@ -100,7 +100,8 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
     let operation = req.operation_name();
     // No span per request: creating one costs more than the rest of a small admission's
     // bookkeeping; the events that are logged carry the request's identity themselves.
-    let decision = match subject(webhook, &req) {
+    let objects = std::mem::take(&mut req.objects);
+    let decision = match subject(webhook, &req, objects) {
         Ok(subject) => {
             settle(&req, &subject, state.lookup.as_ref(), state.cache_grace).await;
             decide(

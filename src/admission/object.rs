@@ -1,0 +1,295 @@
+//! The StatefulSet of an admission request (`object`), decoded into only the fields the
+//! rules read, as the k8s-openapi types the rules take. Strings are read in place from the
+//! request body and copied only when kept.
+//!
+//! Kept: the name; raft-injector's own labels and annotations (an empty map stays an empty
+//! map: the patch adds into it instead of replacing it); the replica count, service name,
+//! pod management policy, claim retention policy and how many claim templates there are;
+//! the pod template's labels and volume names; of every container what injection reads or
+//! builds on (name, image, pull policy, command, whether it has args or a readiness probe,
+//! ports by name and number, env, mounts, security context, lifecycle); of the init
+//! containers their names, and the injector's join container whole while no member has run
+//! (the recorded bootstrap size is 0, or the stored object's status decides): it is then
+//! compared with a fresh one. Skipped by the parser without being built: the
+//! rest of the metadata (`managedFields`, `kubectl.kubernetes.io/last-applied-configuration`),
+//! probes' contents, resources, volumes' sources, claim templates' contents, the status.
+//!
+//! `tests/admission_slim.rs` checks that UPDATEs and CREATEs built from the examples are
+//! decided the same with the whole objects and with these.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, Lifecycle, PersistentVolumeClaim, PodSpec, PodTemplateSpec,
+    Probe, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::policy::names::{JOIN_INIT_CONTAINER, STATUS_ANNOTATION};
+use crate::policy::status::Status;
+
+/// The object as read off the wire; [`Object::into_statefulset`] makes the rules' type of it.
+#[derive(Deserialize)]
+pub(super) struct Object<'a> {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(borrow)]
+    spec: Option<Spec<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    name: Option<String>,
+    labels: Option<Ours>,
+    annotations: Option<Ours>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec<'a> {
+    replicas: Option<i32>,
+    service_name: Option<String>,
+    pod_management_policy: Option<String>,
+    persistent_volume_claim_retention_policy:
+        Option<StatefulSetPersistentVolumeClaimRetentionPolicy>,
+    volume_claim_templates: Option<Vec<IgnoredAny>>,
+    #[serde(default, borrow)]
+    template: Template<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct Template<'a> {
+    metadata: Option<TemplateMeta>,
+    #[serde(borrow)]
+    spec: Option<Pod<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TemplateMeta {
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pod<'a> {
+    #[serde(default)]
+    containers: Vec<Slim>,
+    #[serde(borrow)]
+    init_containers: Option<Vec<&'a RawValue>>,
+    volumes: Option<Vec<Named>>,
+}
+
+/// Anything of which only the name is read (an init container, a volume).
+#[derive(Deserialize)]
+pub(super) struct Named {
+    name: String,
+}
+
+impl Named {
+    pub(super) fn into_container(self) -> Container {
+        Container {
+            name: self.name,
+            ..Container::default()
+        }
+    }
+}
+
+/// A container as the rules read it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Slim {
+    name: String,
+    image: Option<String>,
+    image_pull_policy: Option<String>,
+    command: Option<Vec<String>>,
+    args: Option<IgnoredAny>,
+    ports: Option<Vec<Port>>,
+    env: Option<Vec<EnvVar>>,
+    volume_mounts: Option<Vec<VolumeMount>>,
+    security_context: Option<SecurityContext>,
+    lifecycle: Option<Lifecycle>,
+    readiness_probe: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Port {
+    name: Option<String>,
+    container_port: i32,
+}
+
+/// A label or annotation map of which only raft-injector's own entries are kept.
+pub(super) struct Ours(pub(super) BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Ours {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OursVisitor;
+        impl<'de> Visitor<'de> for OursVisitor {
+            type Value = Ours;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ours, A::Error> {
+                let mut ours = BTreeMap::new();
+                while let Some(Key(key)) = map.next_key()? {
+                    if key.starts_with("raft-injector.io/") {
+                        ours.insert(key.into_owned(), map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Ours(ours))
+            }
+        }
+        deserializer.deserialize_map(OursVisitor)
+    }
+}
+
+/// A map key, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl Slim {
+    fn into_container(self) -> Container {
+        Container {
+            name: self.name,
+            image: self.image,
+            image_pull_policy: self.image_pull_policy,
+            command: self.command,
+            // Only whether there are args is read (an image's entrypoint runs with them).
+            args: self.args.map(|_| Vec::new()),
+            ports: self.ports.map(|ports| {
+                ports
+                    .into_iter()
+                    .map(|p| ContainerPort {
+                        name: p.name,
+                        container_port: p.container_port,
+                        ..ContainerPort::default()
+                    })
+                    .collect()
+            }),
+            env: self.env,
+            volume_mounts: self.volume_mounts,
+            security_context: self.security_context,
+            lifecycle: self.lifecycle,
+            readiness_probe: self.readiness_probe.map(|_| Probe::default()),
+            ..Container::default()
+        }
+    }
+}
+
+/// An init container: its name, or all of it for the injector's join container when
+/// `whole_join`.
+fn init_container(raw: &RawValue, whole_join: bool) -> Result<Container, serde_json::Error> {
+    let named: Named = serde_json::from_str(raw.get())?;
+    if whole_join && named.name == JOIN_INIT_CONTAINER {
+        return serde_json::from_str(raw.get());
+    }
+    Ok(named.into_container())
+}
+
+/// Decodes `object` into the fields the rules read.
+pub fn decode(json: &str) -> Result<StatefulSet, serde_json::Error> {
+    serde_json::from_str::<Object>(json)?.into_statefulset()
+}
+
+impl Object<'_> {
+    pub(super) fn into_statefulset(self) -> Result<StatefulSet, serde_json::Error> {
+        let annotations = self.metadata.annotations.map(|a| a.0);
+        // Injected pieces are frozen once members have run (the mutation compares the join
+        // container only before that).
+        let frozen = annotations
+            .as_ref()
+            .and_then(|a| a.get(STATUS_ANNOTATION))
+            .and_then(|raw| serde_json::from_str::<Status>(raw).ok())
+            .is_some_and(|status| status.bootstrap_size != 0);
+        let spec = match self.spec {
+            None => None,
+            Some(spec) => Some(StatefulSetSpec {
+                replicas: spec.replicas,
+                service_name: spec.service_name,
+                pod_management_policy: spec.pod_management_policy,
+                persistent_volume_claim_retention_policy: spec
+                    .persistent_volume_claim_retention_policy,
+                volume_claim_templates: spec
+                    .volume_claim_templates
+                    .map(|t| vec![PersistentVolumeClaim::default(); t.len()]),
+                template: PodTemplateSpec {
+                    metadata: spec.template.metadata.map(|m| ObjectMeta {
+                        labels: m.labels,
+                        ..ObjectMeta::default()
+                    }),
+                    spec: spec
+                        .template
+                        .spec
+                        .map(|pod| pod_spec(pod, !frozen))
+                        .transpose()?,
+                },
+                ..StatefulSetSpec::default()
+            }),
+        };
+        Ok(StatefulSet {
+            metadata: ObjectMeta {
+                name: self.metadata.name,
+                labels: self.metadata.labels.map(|l| l.0),
+                annotations,
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        })
+    }
+}
+
+fn pod_spec(pod: Pod, whole_join: bool) -> Result<PodSpec, serde_json::Error> {
+    Ok(PodSpec {
+        containers: pod
+            .containers
+            .into_iter()
+            .map(Slim::into_container)
+            .collect(),
+        init_containers: pod
+            .init_containers
+            .map(|list| {
+                list.into_iter()
+                    .map(|raw| init_container(raw, whole_join))
+                    .collect()
+            })
+            .transpose()?,
+        volumes: pod.volumes.map(|list| {
+            list.into_iter()
+                .map(|v| Volume {
+                    name: v.name,
+                    ..Volume::default()
+                })
+                .collect()
+        }),
+        ..PodSpec::default()
+    })
+}
