@@ -34,7 +34,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::policy::names::{JOIN_INIT_CONTAINER, STATUS_ANNOTATION};
-use crate::policy::status::Status;
 
 /// The object as read off the wire; [`Object::into_statefulset`] makes the rules' type of it.
 #[derive(Deserialize)]
@@ -219,6 +218,16 @@ pub fn decode(json: &str) -> Result<StatefulSet, serde_json::Error> {
     serde_json::from_str::<Object>(json)?.into_statefulset()
 }
 
+/// Of the status annotation, what decides whether the injection is frozen (read again
+/// whole by the rules). An annotation edited by hand so that only this much of it reads
+/// leaves the join container name-only; the rules then see no status of the object's own,
+/// and at worst rewrite a join container no member has run yet.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BootstrapSize {
+    bootstrap_size: i32,
+}
+
 impl Object<'_> {
     pub(super) fn into_statefulset(self) -> Result<StatefulSet, serde_json::Error> {
         let annotations = self.metadata.annotations.map(|a| a.0);
@@ -227,7 +236,7 @@ impl Object<'_> {
         let frozen = annotations
             .as_ref()
             .and_then(|a| a.get(STATUS_ANNOTATION))
-            .and_then(|raw| serde_json::from_str::<Status>(raw).ok())
+            .and_then(|raw| serde_json::from_str::<BootstrapSize>(raw).ok())
             .is_some_and(|status| status.bootstrap_size != 0);
         let spec = match self.spec {
             None => None,

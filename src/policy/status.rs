@@ -45,14 +45,22 @@ impl Status {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
     pub new: Option<Status>,
+    /// The stored object's, read only when the object's own does not decide: it has none,
+    /// or it records a bootstrap size of 0.
     pub old: Option<Status>,
 }
 
 impl Recorded {
     pub fn of(sts: &StatefulSet, old: Option<&StatefulSet>) -> Recorded {
+        let new = Status::of(sts);
+        let decided = new.as_ref().is_some_and(|s| s.bootstrap_size != 0);
         Recorded {
-            new: Status::of(sts),
-            old: old.and_then(Status::of),
+            old: if decided {
+                None
+            } else {
+                old.and_then(Status::of)
+            },
+            new,
         }
     }
 

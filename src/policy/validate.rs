@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, ServiceSpec};
 
 use super::context::{Context, MissingService};
 use super::env::{desired_env, INJECTED_NAMES};
@@ -76,7 +76,8 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
         return;
     };
     let service_ref = format!("Service {}/{}", clip(ctx.namespace), clip(service_name));
-    let spec = service.spec.clone().unwrap_or_default();
+    let empty = (ServiceSpec::default(), BTreeMap::new());
+    let spec = service.spec.as_ref().unwrap_or(&empty.0);
 
     let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
     if cluster_ip != "None" {
@@ -92,18 +93,18 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
         ));
     }
 
-    let selector = spec.selector.unwrap_or_default();
+    let selector = spec.selector.as_ref().unwrap_or(&empty.1);
     let template_labels = sts
         .spec
         .as_ref()
         .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+        .and_then(|m| m.labels.as_ref())
+        .unwrap_or(&empty.1);
     if selector.is_empty() {
         verdict.violations.push(format!(
             "{service_ref} has no spec.selector, so it publishes no DNS names for these pods — set its \
              selector to labels from spec.template.metadata.labels ({})",
-            show_labels(&template_labels)
+            show_labels(template_labels)
         ));
     } else if !selector
         .iter()
@@ -112,8 +113,8 @@ fn check_service(sts: &StatefulSet, ctx: &Context, verdict: &mut Verdict) {
         verdict.violations.push(format!(
             "{service_ref} selects {} but the pod template is labelled {}, so the Service publishes no DNS \
              names for these pods — make the Service selector a subset of spec.template.metadata.labels",
-            show_labels(&selector),
-            show_labels(&template_labels)
+            show_labels(selector),
+            show_labels(template_labels)
         ));
     }
 
@@ -280,21 +281,23 @@ fn check_target_container(
             .get_or_insert_with(|| resolved.map(desired_env))
             .as_ref()
             .and_then(|ours| ours.iter().find(|o| o.name == var.name));
-        let value = var
-            .value
-            .as_deref()
-            .map(shown)
-            .unwrap_or_else(|| "set from a field".to_owned());
+        let value = || {
+            var.value
+                .as_deref()
+                .map(shown)
+                .unwrap_or_else(|| "set from a field".to_owned())
+        };
         if owned.is_some_and(|s| s.owns_env(&var.name)) {
             // Injected earlier: warn when it no longer holds what the injector would set,
             // because someone changed it (`kubectl set env`) or changed what it is built from.
             if let Some(injected) = injected.filter(|i| frozen && *i != var) {
                 verdict.warnings.push(format!(
-                    "container {:?} has env {} = {value}, not the {} raft-injector would set now; injected \
+                    "container {:?} has env {} = {}, not the {} raft-injector would set now; injected \
                      values are kept as they are (changing them would restart every member) — if this was not \
                      deliberate, restore the injected value",
                     clip(&container.name),
                     var.name,
+                    value(),
                     injected.value.as_deref().map(shown).unwrap_or_else(|| "field reference".to_owned()),
                 ));
             }
