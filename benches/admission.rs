@@ -59,7 +59,7 @@ fn docs(path: &str) -> Vec<serde_json::Value> {
 fn report(name: &str, iterations: u32, elapsed: Duration, allocated: usize, allocations: usize) {
     let per = elapsed / iterations;
     println!(
-        "{name:<38} {:>9.1} µs/op {:>10.0} ops/s {:>9} bytes in {:>5} allocations/op",
+        "{name:<44} {:>9.1} µs/op {:>10.0} ops/s {:>9} bytes in {:>5} allocations/op",
         per.as_secs_f64() * 1e6,
         f64::from(iterations) / elapsed.as_secs_f64(),
         allocated / iterations as usize,
@@ -180,8 +180,9 @@ fn main() {
     };
     for (name, review) in [("create", &create), ("update", &update)] {
         for path in ["/mutate", "/validate"] {
+            let answer = post(path, review.clone()).len();
             measure(
-                &format!("HTTP {path} {name} ({} bytes)", review.len()),
+                &format!("HTTP {path} {name} ({} -> {answer} bytes)", review.len()),
                 5_000,
                 || {
                     std::hint::black_box(post(path, review.clone()));

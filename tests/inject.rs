@@ -689,3 +689,109 @@ fn a_statefulset_injected_before_the_sidecar_existed_is_not_rolled_to_add_it() {
     let patch = mutate_with(&updated, Some(&svc), Some(&older), &settings());
     assert!(patch.0.is_empty(), "{patch:?}");
 }
+
+/// The containers injected next to the member (join, reconcile) and their env.
+fn injected_envs(sts: &StatefulSet) -> Vec<(String, Vec<EnvVar>)> {
+    let spec = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    spec.init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name == "raft-injector-join" || c.name == "raft-injector-reconcile")
+        .map(|c| (c.name.clone(), c.env.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn join_and_reconcile_containers_get_a_copy_of_the_members_whole_env() {
+    let (etcd, etcd_svc) = etcd();
+    let (mut ratis, ratis_svc) = ratis();
+    common::annotate(
+        &mut ratis,
+        "raft-injector.io/join-url",
+        "POST http://{peer}:8080/raft/join?id={name}",
+    );
+    let user_init = json!({"name": "setup", "image": "busybox", "command": ["true"]});
+    let shapes = |sts: &StatefulSet| {
+        let mut no_env = sts.clone();
+        no_env
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .env = None;
+        let mut with_inits = sts.clone();
+        with_inits
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers = Some(vec![
+            serde_json::from_value(user_init.clone()).unwrap(),
+            serde_json::from_value(json!({"name": "migrate", "image": "busybox"})).unwrap(),
+        ]);
+        let mut user_value = sts.clone();
+        user_value
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .env
+            .get_or_insert_with(Vec::new)
+            .push(EnvVar {
+                name: "RAFT_CLUSTER_DOMAIN".into(),
+                value: Some("example.internal".into()),
+                ..EnvVar::default()
+            });
+        [sts.clone(), no_env, with_inits, user_value]
+    };
+    for (sts, svc, expected) in shapes(&etcd)
+        .into_iter()
+        .map(|s| (s, &etcd_svc, 2))
+        .chain(shapes(&ratis).into_iter().map(|s| (s, &ratis_svc, 1)))
+    {
+        let patch = mutate_with(&sts, Some(svc), None, &settings());
+        let ops = serde_json::to_value(&patch).unwrap();
+        let copies = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|op| op["op"] == "copy")
+            .count();
+        assert_eq!(copies, expected, "one copy per container: {ops:#}");
+        let stored = patched(&sts, &patch);
+        let member = env_of(&stored, 0);
+        assert!(member.iter().any(|e| e.name == "RAFT_PEERS"), "{member:?}");
+        let envs = injected_envs(&stored);
+        assert_eq!(envs.len(), expected, "{envs:?}");
+        for (name, env) in envs {
+            assert_eq!(env, member, "{name} runs with the member's env");
+        }
+        // The user's own init containers keep their place and get nothing.
+        let inits = init_names(&stored);
+        if inits.contains(&"setup".to_owned()) {
+            assert_eq!(inits[..2], ["setup", "migrate"], "{inits:?}");
+            let spec = stored
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap();
+            assert!(spec.init_containers.as_ref().unwrap()[..2]
+                .iter()
+                .all(|c| c.env.is_none()));
+        }
+    }
+}

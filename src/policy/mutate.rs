@@ -36,19 +36,14 @@ pub enum MutateError {
 }
 
 /// The preStop command the injector adds.
-pub fn leave_command() -> Vec<String> {
-    vec![
-        HELPER_BINARY.to_owned(),
-        "member".to_owned(),
-        "leave".to_owned(),
-    ]
-}
+const LEAVE_COMMAND: [&str; 3] = [HELPER_BINARY, "member", "leave"];
 
 /// The prefix the etcd flavor puts before the container's command.
-pub fn exec_prefix() -> Vec<String> {
-    [HELPER_BINARY, "member", "exec", "--"]
-        .map(str::to_owned)
-        .to_vec()
+const EXEC_PREFIX: [&str; 4] = [HELPER_BINARY, "member", "exec", "--"];
+
+/// Whether `command` starts with `prefix`.
+fn starts_with(command: &[String], prefix: &[&str]) -> bool {
+    command.len() >= prefix.len() && command.iter().zip(prefix).all(|(c, p)| c == p)
 }
 
 /// The join init container: the helper, run from the shared volume inside the target's
@@ -56,7 +51,7 @@ pub fn exec_prefix() -> Vec<String> {
 /// to the cluster before the application starts.
 fn join_init_container<'a>(
     target: &'a Container,
-    env: &'a [Env<'a>],
+    env: Option<&'a [Env<'a>]>,
     mounts: &'a [VolumeMount],
 ) -> WithEnv<'a> {
     WithEnv {
@@ -108,12 +103,14 @@ impl Serialize for Env<'_> {
 
 /// A container the injector adds with the member's env (the join init container, the
 /// reconcile sidecar), written exactly as k8s-openapi writes a `Container` with these
-/// fields (same names, same order) but with the env from already serialized vars.
+/// fields (same names, same order) but with the env from already serialized vars. Added
+/// without `env`, the env is a `copy` of the target container's (see [`Ops::copy`]).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WithEnv<'a> {
     command: [&'a str; 3],
-    env: &'a [Env<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env: Option<&'a [Env<'a>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,18 +128,18 @@ struct WithEnv<'a> {
 
 /// The target's command behind `member exec --`, or `None` when it is wrapped already.
 fn wrapped_command(target: &Container) -> Option<Vec<String>> {
-    let prefix = exec_prefix();
-    let command = target.command.clone().unwrap_or_default();
-    if command.starts_with(&prefix) {
+    let command = target.command.as_deref().unwrap_or_default();
+    if starts_with(command, &EXEC_PREFIX) {
         return None;
     }
     // With neither command nor args the image's own entrypoint runs: etcd's images
     // start etcd from this path. With args only, the first arg is the program.
     let rest = match (command.is_empty(), target.args.is_some()) {
-        (true, false) => vec![ETCD_DEFAULT_COMMAND.to_owned()],
-        _ => command,
+        (true, false) => &[ETCD_DEFAULT_COMMAND][..],
+        _ => &[][..],
     };
-    Some(prefix.into_iter().chain(rest).collect())
+    let prefix = EXEC_PREFIX.iter().chain(rest).map(|s| (*s).to_owned());
+    Some(prefix.chain(command.iter().cloned()).collect())
 }
 
 /// Whether a preStop hook is the one the injector adds.
@@ -150,7 +147,7 @@ pub fn is_injected_pre_stop(hook: &LifecycleHandler) -> bool {
     hook.exec
         .as_ref()
         .and_then(|e| e.command.as_ref())
-        .is_some_and(|c| *c == leave_command())
+        .is_some_and(|c| c.len() == LEAVE_COMMAND.len() && starts_with(c, &LEAVE_COMMAND))
 }
 
 fn helper_volume() -> Volume {
@@ -173,7 +170,7 @@ fn helper_mount() -> VolumeMount {
 fn pre_stop_hook() -> LifecycleHandler {
     LifecycleHandler {
         exec: Some(ExecAction {
-            command: Some(leave_command()),
+            command: Some(LEAVE_COMMAND.map(str::to_owned).to_vec()),
         }),
         ..LifecycleHandler::default()
     }
@@ -181,7 +178,7 @@ fn pre_stop_hook() -> LifecycleHandler {
 
 /// The etcd flavor's native sidecar: `member reconcile` from the helper image, next to
 /// every member, with the member's env so it finds its own etcd and StatefulSet.
-fn reconcile_sidecar<'a>(image: &'a str, env: &'a [Env<'a>]) -> WithEnv<'a> {
+fn reconcile_sidecar<'a>(image: &'a str, env: Option<&'a [Env<'a>]>) -> WithEnv<'a> {
     WithEnv {
         command: [HELPER_IMAGE_BINARY, "member", "reconcile"],
         env,
@@ -281,10 +278,53 @@ impl Ops {
         path: impl IntoIterator<Item = &'t str>,
         value: &impl Serialize,
     ) {
+        self.begin(op);
+        self.json.extend_from_slice(b",\"path\":");
+        let written = self.pointer(path).and_then(|()| {
+            self.json.extend_from_slice(b",\"value\":");
+            serde_json::to_writer(&mut self.json, value)
+        });
+        self.end(written);
+    }
+
+    /// Appends `{"op":"copy","from":<from>,"path":<path>}`: the value at `from`, as the
+    /// operations before this one left it, copied to `path`.
+    fn copy<'t, 'f>(
+        &mut self,
+        from: impl IntoIterator<Item = &'f str>,
+        path: impl IntoIterator<Item = &'t str>,
+    ) {
+        self.begin("copy");
+        self.json.extend_from_slice(b",\"from\":");
+        let written = self.pointer(from).and_then(|()| {
+            self.json.extend_from_slice(b",\"path\":");
+            self.pointer(path)
+        });
+        self.end(written);
+    }
+
+    /// Writes `{"op":"<op>"` (the operation's other members follow).
+    fn begin(&mut self, op: &str) {
+        self.json.push(if self.count == 0 { b'[' } else { b',' });
+        self.json.extend_from_slice(b"{\"op\":\"");
+        self.json.extend_from_slice(op.as_bytes());
+        self.json.push(b'"');
+    }
+
+    fn end(&mut self, written: serde_json::Result<()>) {
+        if let Err(error) = written {
+            self.error.get_or_insert(error);
+        }
+        self.json.push(b'}');
+        self.count += 1;
+    }
+
+    /// Writes `path` as a JSON string holding its JSON Pointer (RFC 6901).
+    fn pointer<'t>(&mut self, path: impl IntoIterator<Item = &'t str>) -> serde_json::Result<()> {
         let mut pointer = String::with_capacity(64);
         for token in path {
             pointer.push('/');
-            // RFC 6901: `~` and `/` inside a token are escaped.
+            // `~` and `/` inside a token are escaped.
             for c in token.chars() {
                 match c {
                     '~' => pointer.push_str("~0"),
@@ -293,19 +333,7 @@ impl Ops {
                 }
             }
         }
-        self.json.push(if self.count == 0 { b'[' } else { b',' });
-        self.json.extend_from_slice(b"{\"op\":\"");
-        self.json.extend_from_slice(op.as_bytes());
-        self.json.extend_from_slice(b"\",\"path\":");
-        let written = serde_json::to_writer(&mut self.json, &pointer).and_then(|()| {
-            self.json.extend_from_slice(b",\"value\":");
-            serde_json::to_writer(&mut self.json, value)
-        });
-        if let Err(error) = written {
-            self.error.get_or_insert(error);
-        }
-        self.json.push(b'}');
-        self.count += 1;
+        serde_json::to_writer(&mut self.json, &pointer)
     }
 
     fn add<'t>(&mut self, path: impl IntoIterator<Item = &'t str>, value: &impl Serialize) {
@@ -317,21 +345,22 @@ impl Ops {
     }
 
     /// Adds `item` to the list at `list_path` unless `present` finds it there, creating the
-    /// list when the object has none.
+    /// list when the object has none. Returns whether it added.
     fn add_to_list<'t, T>(
         &mut self,
         list: Option<&Vec<T>>,
         list_path: impl IntoIterator<Item = &'t str>,
         present: impl Fn(&T) -> bool,
         item: &impl Serialize,
-    ) {
+    ) -> bool {
         match list {
             None => self.add(list_path, &[item]),
             Some(items) if !items.iter().any(present) => {
                 self.add(list_path.into_iter().chain(["-"]), item)
             }
-            Some(_) => {}
+            Some(_) => return false,
         }
+        true
     }
 
     /// The JSON Patch, or `None` when there is nothing to change.
@@ -433,38 +462,45 @@ pub fn mutate_json_with(
         &helper_mount(),
     );
     let init = helper_init_container(&ctx.settings.helper_image);
-    ops.add_to_list(
-        pod.and_then(|p| p.init_containers.as_ref()),
+    let inits = pod.and_then(|p| p.init_containers.as_ref());
+    // Where the next init container appended lands (the join container, the sidecar).
+    let mut next_init = inits.map_or(0, Vec::len);
+    if ops.add_to_list(
+        inits,
         under(&pod_path, &["initContainers"]),
         |c| c.name == HELPER_INIT_CONTAINER,
         &init,
-    );
+    ) {
+        next_init += 1;
+    }
+
+    // The join container and the sidecar run with the member's whole env, which the
+    // operations above have just made the target container's: each gets a `copy` of it
+    // rather than a second and third copy of its JSON (a third of the patch).
+    let env_path = under(&container_path, &["env"]);
+    let member_env = target.env.is_some() || !desired.is_empty();
+    let mut append_with_env = |ops: &mut Ops, container: &WithEnv| {
+        ops.add(under(&pod_path, &["initContainers", "-"]), container);
+        if member_env {
+            let index = next_init.to_string();
+            ops.copy(
+                env_path.iter().copied(),
+                under(&pod_path, &["initContainers", &index, "env"]),
+            );
+        }
+        next_init += 1;
+    };
 
     // Join on scale-up: etcd always, the generic flavor through its join URL.
     let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
-    // The member's whole env as the patch leaves it: the target's own (an injected var that
-    // is refreshed above with its new value), then the injected vars it lacks.
-    let user_env = target.env.as_deref().unwrap_or_default();
-    let final_env: Vec<Env> = user_env
-        .iter()
-        .map(|e| match desired.iter().position(|d| d.name == e.name) {
-            Some(d) if refresh && owned_before(&e.name) => injected(d),
-            _ => Env::User(e),
-        })
-        .chain(
-            (0..desired.len())
-                .filter(|&d| !user_env.iter().any(|e| e.name == desired[d].name))
-                .map(injected),
-        )
-        .collect();
     if is_etcd || r.joins_by_url {
         let mounts = join_mounts(target);
-        let join = join_init_container(target, &final_env, &mounts);
-        let inits = pod.and_then(|p| p.init_containers.as_ref());
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
-            None => ops.add(under(&pod_path, &["initContainers", "-"]), &join),
+            None => append_with_env(&mut ops, &join_init_container(target, None, &mounts)),
             Some(i) if refresh => {
                 // Rare (injected, and no member has run yet): compared as JSON, whole.
+                let env = final_env(target, &desired, injected, owned_before);
+                let join = join_init_container(target, Some(&env), &mounts);
                 let differs = inits.is_some_and(|list| {
                     serde_json::to_value(&list[i]).ok() != serde_json::to_value(&join).ok()
                 });
@@ -492,8 +528,8 @@ pub fn mutate_json_with(
         // (An apply that re-sends the user's manifest gets back what the stored object had.)
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
-            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, &final_env);
-            ops.add(under(&pod_path, &["initContainers", "-"]), &sidecar);
+            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, None);
+            append_with_env(&mut ops, &sidecar);
         }
         if let Some(command) = wrapped_command(target) {
             ops.add(under(&container_path, &["command"]), &command);
@@ -545,6 +581,30 @@ pub fn mutate_json_with(
     }
 
     ops.finish()
+}
+
+/// The member's whole env as a refreshing patch (bootstrap size still 0) leaves the target
+/// container's: its own (an injected var with its new value), then the injected vars it lacks.
+fn final_env<'a>(
+    target: &'a Container,
+    desired: &[EnvVar],
+    injected: impl Fn(usize) -> Env<'a>,
+    owned_before: impl Fn(&str) -> bool,
+) -> Vec<Env<'a>> {
+    let user_env = target.env.as_deref().unwrap_or_default();
+    let injected = &injected;
+    user_env
+        .iter()
+        .map(|e| match desired.iter().position(|d| d.name == e.name) {
+            Some(d) if owned_before(&e.name) => injected(d),
+            _ => Env::User(e),
+        })
+        .chain(
+            (0..desired.len())
+                .filter(|&d| !user_env.iter().any(|e| e.name == desired[d].name))
+                .map(injected),
+        )
+        .collect()
 }
 
 /// SHA-256 over everything the injector puts into the pod template.
