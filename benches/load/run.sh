@@ -2,8 +2,9 @@
 # `make bench-load`: raft-injector's /mutate and /validate against agnhost, the Go webhook the
 # Kubernetes e2e tests use (built from the same k8s.io/kubernetes pin as the local control
 # plane), driven by the same client (oha) with the same AdmissionReviews, side by side in one
-# run. Each server in turn is pinned to CPU 1 and the client to CPU 0. Prints one table:
-# req/s, latency percentiles, server CPU per request, and the raft/agnhost ratio per row.
+# run. Both servers are pinned to CPU 1 and the client to CPU 0, and each row measures one, then
+# the other. Prints one table: req/s, latency percentiles, server CPU per request, and the
+# raft/agnhost ratio per row.
 # Then: the webhook's latency as kube-apiserver records it during a burst of dry-run applies,
 # and the webhook's RSS idle, after load, with a large cluster cached, and started in it.
 #
@@ -135,30 +136,34 @@ rows=(
   "h2 1 1" "h2 1 8" "h2 1 64"
 )
 : >"$dir/results.jsonl"
-for server in raft-injector agnhost; do
-  port=$(free_port)
-  if [[ $server == raft-injector ]]; then start_raft "$port"; else start_agnhost "$port"; fi
-  wait_https "$port" "$([[ $server == raft-injector ]] && echo /validate || echo /always-deny)"
-  [[ $server == raft-injector ]] && idle_rss=$(rss_kib "$pid")
-  for webhook in mutate validate; do
-    for kind in create update; do
-      for row in "${rows[@]}"; do
-        read -r http conns streams <<<"$row"
-        if [[ $server == raft-injector ]]; then path=/$webhook; else
-          path=$([[ $webhook == mutate ]] && echo /add-label || echo /always-deny); fi
-        label="$webhook $kind $http c=$conns s=$streams"
-        log "$server: $label"
-        measure "$label" "$server" "$pid" "$port" "$path" "$dir/$kind.json" "$http" "$conns" "$streams"
-      done
+# Both servers run for the whole table (the idle one sleeps in epoll) and each row measures
+# one right after the other, so that the machine's drift over the minutes of the table
+# (shared cores vary by ±20%) falls on both sides of a row's ratio alike.
+raft_port=$(free_port)
+start_raft "$raft_port"
+raft_pid=$pid
+agnhost_port=$(free_port)
+start_agnhost "$agnhost_port"
+agnhost_pid=$pid
+wait_https "$raft_port" /validate
+wait_https "$agnhost_port" /always-deny
+idle_rss=$(rss_kib "$raft_pid")
+for webhook in mutate validate; do
+  for kind in create update; do
+    for row in "${rows[@]}"; do
+      read -r http conns streams <<<"$row"
+      label="$webhook $kind $http c=$conns s=$streams"
+      log "$label"
+      measure "$label" raft-injector "$raft_pid" "$raft_port" "/$webhook" "$dir/$kind.json" \
+        "$http" "$conns" "$streams"
+      agnhost_path=$([[ $webhook == mutate ]] && echo /add-label || echo /always-deny)
+      measure "$label" agnhost "$agnhost_pid" "$agnhost_port" "$agnhost_path" "$dir/$kind.json" \
+        "$http" "$conns" "$streams"
     done
   done
-  if [[ $server == raft-injector ]]; then
-    loaded_rss=$(rss_kib "$pid")
-    raft_pid=$pid raft_port=$port
-  else
-    kill "$pid"
-  fi
 done
+loaded_rss=$(rss_kib "$raft_pid")
+kill "$agnhost_pid"
 
 python3 - "$dir/results.jsonl" <<'PY'
 import json, sys
