@@ -5,7 +5,7 @@ mod common;
 
 use common::{apply, services, settings, statefulset};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service};
 use raft_injector::policy::{mutate, Context, Patch, Settings};
 use serde_json::{json, Value};
 
@@ -26,6 +26,14 @@ fn mutate_with(
         },
     )
     .expect("resolvable")
+}
+
+/// The pod template's spec, to change a test's StatefulSet.
+fn pod_mut(sts: &mut StatefulSet) -> &mut PodSpec {
+    sts.spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .expect("the example has a pod template")
 }
 
 /// `sts` with `patch` applied, as the API server would store it.
@@ -471,16 +479,7 @@ fn peer_port_is_annotation_then_flavor_then_named_port_then_service_port() {
     assert_eq!(port(&annotated, &svc), "7000", "annotation wins");
 
     let mut unnamed = sts.clone();
-    unnamed
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0]
-        .ports = None;
+    pod_mut(&mut unnamed).containers[0].ports = None;
     let mut target = svc.clone();
     target.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].target_port =
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9999));
@@ -713,39 +712,14 @@ fn join_and_reconcile_containers_get_a_copy_of_the_members_whole_env() {
     let user_init = json!({"name": "setup", "image": "busybox", "command": ["true"]});
     let shapes = |sts: &StatefulSet| {
         let mut no_env = sts.clone();
-        no_env
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .env = None;
+        pod_mut(&mut no_env).containers[0].env = None;
         let mut with_inits = sts.clone();
-        with_inits
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .init_containers = Some(vec![
+        pod_mut(&mut with_inits).init_containers = Some(vec![
             serde_json::from_value(user_init.clone()).unwrap(),
             serde_json::from_value(json!({"name": "migrate", "image": "busybox"})).unwrap(),
         ]);
         let mut user_value = sts.clone();
-        user_value
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
+        pod_mut(&mut user_value).containers[0]
             .env
             .get_or_insert_with(Vec::new)
             .push(EnvVar {
