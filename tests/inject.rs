@@ -225,6 +225,12 @@ fn group_id_is_a_stable_uuid_v5_unless_annotated() {
     );
     let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
     assert_eq!(parsed.get_version_num(), 5);
+    // A UUIDv5 of "<namespace>/<name>" (SPEC), in the UUIDv5 of "raft-injector.io" (DNS).
+    let namespace = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"raft-injector.io");
+    assert_eq!(
+        id,
+        uuid::Uuid::new_v5(&namespace, b"default/counter").to_string()
+    );
 
     let (mut sts, svc) = ratis();
     sts.metadata.annotations = Some(
