@@ -319,21 +319,27 @@ impl Ops {
         self.count += 1;
     }
 
-    /// Writes `path` as a JSON string holding its JSON Pointer (RFC 6901).
+    /// Writes `path` as a JSON string holding its JSON Pointer (RFC 6901), straight into the
+    /// patch. Tokens are almost always plain (`spec`, `0`, `env`): those are copied whole.
     fn pointer<'t>(&mut self, path: impl IntoIterator<Item = &'t str>) -> serde_json::Result<()> {
-        let mut pointer = String::with_capacity(64);
+        self.json.push(b'"');
         for token in path {
-            pointer.push('/');
-            // `~` and `/` inside a token are escaped.
-            for c in token.chars() {
-                match c {
-                    '~' => pointer.push_str("~0"),
-                    '/' => pointer.push_str("~1"),
-                    c => pointer.push(c),
-                }
+            self.json.push(b'/');
+            if token
+                .bytes()
+                .all(|b| b >= 0x20 && !matches!(b, b'~' | b'/' | b'"' | b'\\'))
+            {
+                self.json.extend_from_slice(token.as_bytes());
+                continue;
             }
+            // `~` and `/` are escaped for the pointer, then the token for the JSON string.
+            let escaped = token.replace('~', "~0").replace('/', "~1");
+            let mut quoted = Vec::with_capacity(escaped.len() + 2);
+            serde_json::to_writer(&mut quoted, &escaped)?;
+            self.json.extend_from_slice(&quoted[1..quoted.len() - 1]);
         }
-        serde_json::to_writer(&mut self.json, &pointer)
+        self.json.push(b'"');
+        Ok(())
     }
 
     fn add<'t>(&mut self, path: impl IntoIterator<Item = &'t str>, value: &impl Serialize) {
@@ -644,4 +650,32 @@ fn injection_hash(
         hex.push(char::from(DIGITS[usize::from(byte & 15)]));
     }
     hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ops;
+
+    /// The pointer as the patch holds it, read back as the JSON string it must be.
+    fn pointer(tokens: &[&str]) -> String {
+        let mut ops = Ops::new();
+        ops.pointer(tokens.iter().copied()).expect("written");
+        serde_json::from_slice(&ops.json).expect("a JSON string")
+    }
+
+    #[test]
+    fn pointer_tokens_are_escaped_for_the_pointer_and_for_json() {
+        assert_eq!(
+            pointer(&["spec", "template", "0", "env", "-"]),
+            "/spec/template/0/env/-"
+        );
+        assert_eq!(
+            pointer(&["metadata", "annotations", "raft-injector.io/status"]),
+            "/metadata/annotations/raft-injector.io~1status"
+        );
+        assert_eq!(pointer(&["a~b/c"]), "/a~0b~1c");
+        assert_eq!(pointer(&["say \"hi\" \\ bye"]), "/say \"hi\" \\ bye");
+        assert_eq!(pointer(&["tab\there", "ünïcödé"]), "/tab\there/ünïcödé");
+        assert_eq!(pointer(&[]), "");
+    }
 }
