@@ -2,22 +2,25 @@
 # `make bench-load`: raft-injector's /mutate and /validate against agnhost, the Go webhook the
 # Kubernetes e2e tests use (built from the same k8s.io/kubernetes pin as the local control
 # plane), driven by the same client (oha) with the same AdmissionReviews, side by side in one
-# run. Both servers are pinned to CPU 1 and the client to CPU 0, and each row measures one, then
-# the other. Prints one table: req/s, latency percentiles, server CPU per request, and the
-# raft/agnhost ratio per row.
+# run. Both servers are pinned to CPU 1 and the client to CPU 0, and each row alternates short
+# slices of one and the other (ABBA order), so that the host's bursts of noise fall on both
+# sides of a ratio. Prints one table: req/s, latency percentiles, server CPU per request, and
+# the raft/agnhost ratio per row with the range of its rounds' ratios.
 # Then: the webhook's latency as kube-apiserver records it during a burst of dry-run applies,
 # and the webhook's RSS idle, after load, with a large cluster cached, and started in it.
 #
 #   benches/load/run.sh [DIR]      (DIR: work directory, default .run/bench-load)
 #
-# Every loop is bounded: BENCH_SECONDS per row (default 5), BENCH_SOAK_REQUESTS for the
+# Every loop is bounded: BENCH_ROUNDS rounds per row (default 3) of BENCH_SECONDS per server
+# (default 2), BENCH_SOAK_REQUESTS for the
 # memory check (default 1000000), BENCH_APPLIES for the dry-run applies through kube-apiserver
 # (default 2000), BENCH_LARGE=0 to skip the large-cluster step. All traffic
 # stays on 127.0.0.1.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=${1:-$repo/.run/bench-load}
-seconds=${BENCH_SECONDS:-5}
+seconds=${BENCH_SECONDS:-2}
+rounds=${BENCH_ROUNDS:-3}
 soak=${BENCH_SOAK_REQUESTS:-1000000}
 large=${BENCH_LARGE:-1}
 applies=${BENCH_APPLIES:-2000}
@@ -104,9 +107,9 @@ start_agnhost() {
   pids+=("$pid")
 }
 
-# One row: oha against one server; appends a JSON line to results.
-measure() { # name server pid port path body http conns streams
-  local name=$1 server=$2 pid=$3 port=$4 path=$5 body=$6 http=$7 conns=$8 streams=$9
+# One slice of a row: oha against one server; appends a JSON line to results.
+measure() { # name server pid port path body http conns streams round
+  local name=$1 server=$2 pid=$3 port=$4 path=$5 body=$6 http=$7 conns=$8 streams=$9 round=${10}
   local args=(-z "${seconds}s" -c "$conns" -m POST -T application/json -D "$body" --insecure
     --no-tui --output-format json)
   [[ $http == h2 ]] && args+=(--http2 -p "$streams")
@@ -115,18 +118,19 @@ measure() { # name server pid port path body http conns streams
   taskset -c 0 "$oha" "${args[@]}" "https://127.0.0.1:$port$path" >"$dir/oha.json" 2>"$dir/logs/oha.log" \
     || die "oha failed: $(cat "$dir/logs/oha.log")"
   after=$(cpu_ticks "$pid")
-  python3 - "$dir/oha.json" "$name" "$server" "$((after - before))" "$(getconf CLK_TCK)" >>"$dir/results.jsonl" <<'PY'
+  python3 - "$dir/oha.json" "$name" "$server" "$((after - before))" "$(getconf CLK_TCK)" "$round" >>"$dir/results.jsonl" <<'PY'
 import json, sys
 path, name, server, ticks, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+round_ = int(sys.argv[6])
 r = json.load(open(path))
 summary, pct = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 ok = sum(v for k, v in codes.items() if k == "200")
 total = sum(codes.values())
 print(json.dumps({
-    "row": name, "server": server, "rps": summary["requestsPerSec"],
+    "row": name, "server": server, "round": round_, "seconds": summary["total"],
     "p50": pct["p50"] * 1e3, "p99": pct["p99"] * 1e3, "p999": pct.get("p99.9", pct["p99"]) * 1e3,
-    "cpu_us": ticks / hz * 1e6 / max(ok, 1), "ok": ok, "total": total,
+    "cpu_ticks": ticks, "hz": hz, "ok": ok, "total": total,
 }))
 PY
 }
@@ -136,9 +140,11 @@ rows=(
   "h2 1 1" "h2 1 8" "h2 1 64"
 )
 : >"$dir/results.jsonl"
-# Both servers run for the whole table (the idle one sleeps in epoll) and each row measures
-# one right after the other, so that the machine's drift over the minutes of the table
-# (shared cores vary by ±20%) falls on both sides of a row's ratio alike.
+# Both servers run for the whole table (the idle one sleeps in epoll). Each row alternates
+# slices, raft-injector first in odd rounds and agnhost first in even ones: this machine's
+# cores are shared (the same server's req/s moves by 2x within a minute when the host is
+# busy), and bursts of noise last seconds, so short alternating slices spread them over both
+# sides of a row's ratio where one long run each would hand a burst to one side.
 raft_port=$(free_port)
 start_raft "$raft_port"
 raft_pid=$pid
@@ -154,11 +160,20 @@ for webhook in mutate validate; do
       read -r http conns streams <<<"$row"
       label="$webhook $kind $http c=$conns s=$streams"
       log "$label"
-      measure "$label" raft-injector "$raft_pid" "$raft_port" "/$webhook" "$dir/$kind.json" \
-        "$http" "$conns" "$streams"
       agnhost_path=$([[ $webhook == mutate ]] && echo /add-label || echo /always-deny)
-      measure "$label" agnhost "$agnhost_pid" "$agnhost_port" "$agnhost_path" "$dir/$kind.json" \
-        "$http" "$conns" "$streams"
+      for round in $(seq 1 "$rounds"); do
+        order=(raft agnhost)
+        ((round % 2)) || order=(agnhost raft)
+        for server in "${order[@]}"; do
+          if [[ $server == raft ]]; then
+            measure "$label" raft-injector "$raft_pid" "$raft_port" "/$webhook" "$dir/$kind.json" \
+              "$http" "$conns" "$streams" "$round"
+          else
+            measure "$label" agnhost "$agnhost_pid" "$agnhost_port" "$agnhost_path" \
+              "$dir/$kind.json" "$http" "$conns" "$streams" "$round"
+          fi
+        done
+      done
     done
   done
 done
@@ -167,22 +182,39 @@ kill "$agnhost_pid"
 
 python3 - "$dir/results.jsonl" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-by = {(r["row"], r["server"]): r for r in rows}
-names = list(dict.fromkeys(r["row"] for r in rows))
+slices = [json.loads(l) for l in open(sys.argv[1])]
+names = list(dict.fromkeys(s["row"] for s in slices))
+
+def pooled(row, server):
+    """A row's slices for one server, pooled: req/s over all of them, CPU per answered
+    request, and each latency percentile as the request-weighted mean of the slices'."""
+    mine = [s for s in slices if s["row"] == row and s["server"] == server]
+    if not mine:
+        return None
+    ok = sum(s["ok"] for s in mine)
+    weight = lambda key: sum(s[key] * s["ok"] for s in mine) / max(ok, 1)
+    return {
+        "rps": ok / sum(s["seconds"] for s in mine),
+        "cpu_us": sum(s["cpu_ticks"] / s["hz"] for s in mine) * 1e6 / max(ok, 1),
+        "p50": weight("p50"), "p99": weight("p99"), "p999": weight("p999"),
+        "rounds": {s["round"]: s["ok"] / s["seconds"] for s in mine},
+    }
+
 print()
-print("| case | raft req/s | agnhost req/s | ratio | raft p50/p99/p99.9 ms | agnhost p50/p99/p99.9 ms | raft CPU µs/req | agnhost CPU µs/req | CPU ratio |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| case | raft req/s | agnhost req/s | ratio (rounds) | raft p50/p99/p99.9 ms | agnhost p50/p99/p99.9 ms | raft CPU µs/req | agnhost CPU µs/req | CPU ratio |")
+print("|---|---:|---:|---:|---|---|---:|---:|---:|")
 for n in names:
-    a, b = by.get((n, "raft-injector")), by.get((n, "agnhost"))
+    a, b = pooled(n, "raft-injector"), pooled(n, "agnhost")
     if not a or not b:
         continue
+    per_round = [a["rounds"][r] / b["rounds"][r] for r in a["rounds"] if r in b["rounds"]]
     lat = lambda r: f'{r["p50"]:.2f}/{r["p99"]:.2f}/{r["p999"]:.2f}'
-    print(f'| {n} | {a["rps"]:,.0f} | {b["rps"]:,.0f} | {a["rps"]/b["rps"]:.2f}× | {lat(a)} | {lat(b)} | '
+    print(f'| {n} | {a["rps"]:,.0f} | {b["rps"]:,.0f} | {a["rps"]/b["rps"]:.2f}× '
+          f'({min(per_round):.2f}–{max(per_round):.2f}) | {lat(a)} | {lat(b)} | '
           f'{a["cpu_us"]:.0f} | {b["cpu_us"]:.0f} | {a["cpu_us"]/b["cpu_us"]:.2f}× |')
-bad = [r for r in rows if r["ok"] != r["total"]]
-for r in bad:
-    print(f'note: {r["server"]} {r["row"]}: {r["total"] - r["ok"]} of {r["total"]} answers were not 200')
+for s in slices:
+    if s["ok"] != s["total"]:
+        print(f'note: {s["server"]} {s["row"]} round {s["round"]}: {s["total"] - s["ok"]} of {s["total"]} answers were not 200')
 PY
 
 # --- Through kube-apiserver: 8 concurrent appliers, dry run ----------------------------------
