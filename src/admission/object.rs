@@ -206,11 +206,24 @@ impl Slim {
 /// An init container: its name, or all of it for the injector's join container when
 /// `whole_join`.
 fn init_container(raw: &RawValue, whole_join: bool) -> Result<Container, serde_json::Error> {
-    let named: Named = serde_json::from_str(raw.get())?;
-    if whole_join && named.name == JOIN_INIT_CONTAINER {
+    let name = leading_name(raw.get()).map_or_else(
+        || serde_json::from_str::<Named>(raw.get()).map(|named| named.name),
+        |name| Ok(name.to_owned()),
+    )?;
+    if whole_join && name == JOIN_INIT_CONTAINER {
         return serde_json::from_str(raw.get());
     }
-    Ok(named.into_container())
+    Ok(Named { name }.into_container())
+}
+
+/// The name of a container whose JSON starts with it, as kube-apiserver writes every
+/// container (Go's field order puts `name` first): read off the front instead of scanning
+/// the whole container (its env, probes, mounts) a second time. `None` for any other shape
+/// (another first key, an escape in the name), which is then decoded.
+fn leading_name(json: &str) -> Option<&str> {
+    let rest = json.strip_prefix(r#"{"name":""#)?;
+    let end = rest.find(['"', '\\'])?;
+    rest[end..].starts_with('"').then(|| &rest[..end])
 }
 
 /// Decodes `object` into the fields the rules read.
@@ -301,4 +314,29 @@ fn pod_spec(pod: Pod, whole_join: bool) -> Result<PodSpec, serde_json::Error> {
         }),
         ..PodSpec::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{init_container, leading_name};
+
+    #[test]
+    fn a_leading_name_is_read_off_the_front_and_anything_else_is_decoded() {
+        assert_eq!(leading_name(r#"{"name":"join","image":"x"}"#), Some("join"));
+        assert_eq!(leading_name(r#"{"name":"","image":"x"}"#), Some(""));
+        // Not this shape: the caller decodes.
+        assert_eq!(leading_name(r#"{"image":"x","name":"join"}"#), None);
+        assert_eq!(leading_name(r#"{ "name": "join" }"#), None);
+        assert_eq!(leading_name(r#"{"name":"jo\"in"}"#), None);
+        assert_eq!(leading_name(r#"{"name":"jo\u0069n"}"#), None);
+
+        let decoded = |json: &str| {
+            let raw = serde_json::value::RawValue::from_string(json.to_owned()).unwrap();
+            init_container(&raw, false).map(|c| c.name)
+        };
+        assert_eq!(decoded(r#"{"image":"x","name":"setup"}"#).unwrap(), "setup");
+        assert_eq!(decoded(r#"{"name":"jo\u0069n"}"#).unwrap(), "join");
+        assert_eq!(decoded(r#"{"name":"sh\"ell"}"#).unwrap(), "sh\"ell");
+        assert!(decoded(r#"{"image":"x"}"#).is_err(), "a container without a name");
+    }
 }
