@@ -337,6 +337,9 @@ mod tests {
         assert_eq!(decoded(r#"{"image":"x","name":"setup"}"#).unwrap(), "setup");
         assert_eq!(decoded(r#"{"name":"jo\u0069n"}"#).unwrap(), "join");
         assert_eq!(decoded(r#"{"name":"sh\"ell"}"#).unwrap(), "sh\"ell");
-        assert!(decoded(r#"{"image":"x"}"#).is_err(), "a container without a name");
+        assert!(
+            decoded(r#"{"image":"x"}"#).is_err(),
+            "a container without a name"
+        );
     }
 }
