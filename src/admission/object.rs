@@ -206,10 +206,10 @@ impl Slim {
 /// An init container: its name, or all of it for the injector's join container when
 /// `whole_join`.
 fn init_container(raw: &RawValue, whole_join: bool) -> Result<Container, serde_json::Error> {
-    let name = leading_name(raw.get()).map_or_else(
-        || serde_json::from_str::<Named>(raw.get()).map(|named| named.name),
-        |name| Ok(name.to_owned()),
-    )?;
+    let name = match leading_name(raw.get()) {
+        Some(name) => name.to_owned(),
+        None => serde_json::from_str::<Named>(raw.get())?.name,
+    };
     if whole_join && name == JOIN_INIT_CONTAINER {
         return serde_json::from_str(raw.get());
     }
