@@ -12,10 +12,9 @@
 #   benches/load/run.sh [DIR]      (DIR: work directory, default .run/bench-load)
 #
 # Every loop is bounded: BENCH_ROUNDS rounds per row (default 3) of BENCH_SECONDS per server
-# (default 2), BENCH_SOAK_REQUESTS for the
-# memory check (default 1000000), BENCH_APPLIES for the dry-run applies through kube-apiserver
-# (default 2000), BENCH_LARGE=0 to skip the large-cluster step. All traffic
-# stays on 127.0.0.1.
+# (default 2), BENCH_SOAK_REQUESTS for the memory check (default 1000000), BENCH_APPLIES for
+# the dry-run applies through kube-apiserver (default 2000), BENCH_LARGE=0 to skip the
+# large-cluster step. All traffic stays on 127.0.0.1.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=${1:-$repo/.run/bench-load}
@@ -161,17 +160,16 @@ for webhook in mutate validate; do
       label="$webhook $kind $http c=$conns s=$streams"
       log "$label"
       agnhost_path=$([[ $webhook == mutate ]] && echo /add-label || echo /always-deny)
+      # server pid port path, for each side of the row
+      sides=("raft-injector $raft_pid $raft_port /$webhook"
+        "agnhost $agnhost_pid $agnhost_port $agnhost_path")
       for round in $(seq 1 "$rounds"); do
-        order=(raft agnhost)
-        ((round % 2)) || order=(agnhost raft)
-        for server in "${order[@]}"; do
-          if [[ $server == raft ]]; then
-            measure "$label" raft-injector "$raft_pid" "$raft_port" "/$webhook" "$dir/$kind.json" \
-              "$http" "$conns" "$streams" "$round"
-          else
-            measure "$label" agnhost "$agnhost_pid" "$agnhost_port" "$agnhost_path" \
-              "$dir/$kind.json" "$http" "$conns" "$streams" "$round"
-          fi
+        order=("${sides[@]}")
+        ((round % 2)) || order=("${sides[1]}" "${sides[0]}")
+        for side in "${order[@]}"; do
+          read -r side_server side_pid side_port side_path <<<"$side"
+          measure "$label" "$side_server" "$side_pid" "$side_port" "$side_path" "$dir/$kind.json" \
+            "$http" "$conns" "$streams" "$round"
         done
       done
     done
