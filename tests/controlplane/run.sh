@@ -227,7 +227,23 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A component runs when its pid is alive and still this node's process: every component's
+# command line names a path under the node's directory (a pid left by a killed session may
+# since belong to something else, which `stop` must never kill).
+alive() { # dir/pids/name
+  local pid
+  [[ -f $1 ]] && pid=$(cat "$1") && [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "${1%/pids/*}/"
+}
+
+# Whether any component of the node in DIR is running.
+node_running() { # dir
+  local pidfile
+  for pidfile in "$1"/pids/*; do
+    alive "$pidfile" && return 0
+  done
+  return 1
+}
 
 readyz() {
   local dir=$1
@@ -481,13 +497,23 @@ preflight() {
   ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install containerd runc containernetworking-plugins iptables conntrack musl-tools)"
 }
 
+# One local node per machine (one bridge, one set of KUBE-* chains). Another node that is
+# still running is waited for up to RAFT_NODE_LOCK_WAIT seconds (default 0: fail at once);
+# one whose processes are all gone (its session was killed before `down`) is cleaned up.
 take_lock() { # dir
-  local dir=$1 other
-  if [[ -f $lock ]]; then
-    other=$(cat "$lock")
-    if [[ $other != "$dir" ]] && [[ -d $other/pids ]] && compgen -G "$other/pids/*" >/dev/null; then
-      die "another local node is running from $other; stop it first: $0 down $other"
+  local dir=$1 other deadline=$((SECONDS + ${RAFT_NODE_LOCK_WAIT:-0}))
+  [[ -f $lock ]] && other=$(cat "$lock")
+  if [[ -n ${other:-} && $other != "$dir" && -d $other ]]; then
+    if node_running "$other" && ((SECONDS < deadline)); then
+      log "another local node is running from $other; waiting up to $((deadline - SECONDS))s for it to stop"
     fi
+    while node_running "$other"; do
+      ((SECONDS < deadline)) ||
+        die "another local node is running from $other; stop it first: $0 down $other"
+      sleep 5
+    done
+    log "the local node in $other stopped without 'down' (its processes are gone); removing what it left"
+    down "$other"
   fi
   echo "$dir" >"$lock"
 }
@@ -749,6 +775,15 @@ host_cleanup() {
   # Shims and containers that outlived containerd (a crash, a kill -9).
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $dir/containerd/containerd.sock" || true); do
     kill -9 "$pid" 2>/dev/null || true
+  done
+  # Containers whose shim is gone keep running in kubelet's pod cgroups: kill them there.
+  # Only one local node runs on a machine (the lock), so every kubepods cgroup is this node's.
+  local deadline=$((SECONDS + 10))
+  while pid=$(cat /sys/fs/cgroup/*/kubepods/{,*/}{,*/}{,*/}cgroup.procs 2>/dev/null | sort -u) && [[ -n $pid ]]; do
+    # shellcheck disable=SC2086
+    kill -9 $pid 2>/dev/null || true
+    ((SECONDS < deadline)) || break
+    sleep 0.2
   done
   for mount in $(mounts_under "$dir"); do
     umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true
