@@ -249,7 +249,7 @@ fn the_slim_object_keeps_what_the_rules_read_and_skips_the_rest() {
         "spec":{"replicas":3,"serviceName":"etcd","selector":{"matchLabels":{"app":"etcd"}},
         "volumeClaimTemplates":[{"metadata":{"name":"data"}},{"metadata":{"name":"wal"}}],
         "template":{"metadata":{"labels":{"app":"etcd"},"annotations":{"x":"y"}},"spec":{
-        "volumes":[{"name":"conf","configMap":{"name":"c"}}],
+        "volumes":[{"name":"conf","configMap":{"name":"c"}},{"name":"raft-injector","emptyDir":{}}],
         "initContainers":[{"name":"raft-injector","image":"helper"},
           {"image":"etcd","name":"raft-injector-join","env":[{"name":"A","value":"1"}]}],
         "containers":[{"name":"etcd","image":"etcd","args":["x"],"resources":{"limits":{"cpu":"1"}},
@@ -269,8 +269,13 @@ fn the_slim_object_keeps_what_the_rules_read_and_skips_the_rest() {
     assert_eq!(spec.service_name.as_deref(), Some("etcd"));
     assert_eq!(spec.volume_claim_templates.as_ref().map(Vec::len), Some(2));
     let pod = spec.template.spec.as_ref().unwrap();
-    assert_eq!(pod.volumes.as_ref().unwrap()[0].name, "conf");
-    assert!(pod.volumes.as_ref().unwrap()[0].config_map.is_none());
+    let volumes = pod.volumes.as_ref().unwrap();
+    assert_eq!(
+        volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["raft-injector"],
+        "of the volumes the helper's, by name"
+    );
+    assert!(volumes[0].empty_dir.is_none());
     let inits = pod.init_containers.as_ref().unwrap();
     assert_eq!(inits[0].image, None, "other init containers: the name only");
     assert_eq!(
@@ -330,7 +335,11 @@ fn the_slim_stored_object_keeps_what_the_rules_read_and_refuses_what_is_not_an_o
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(inits, ["raft-injector", "raft-injector-reconcile"]);
+    assert_eq!(
+        inits,
+        ["raft-injector-reconcile"],
+        "of the init containers only the sidecar, which the rules look for"
+    );
     assert!(old::decode("[]").is_err());
     assert!(old::decode(r#"{"spec":{"replicas":"three"}}"#).is_err());
     assert_eq!(old::decode("{}").unwrap().spec, None);

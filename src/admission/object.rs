@@ -5,14 +5,15 @@
 //! Kept: the name; raft-injector's own labels and annotations (an empty map stays an empty
 //! map: the patch adds into it instead of replacing it); the replica count, service name,
 //! pod management policy, claim retention policy and how many claim templates there are;
-//! the pod template's labels and volume names; of every container what injection reads or
-//! builds on (name, image, pull policy, command, whether it has args or a readiness probe,
-//! ports by name and number, env, mounts, security context, lifecycle); of the init
-//! containers their names, and the injector's join container whole while no member has run
-//! (the recorded bootstrap size is 0, or the stored object's status decides): it is then
-//! compared with a fresh one. Skipped by the parser without being built: the
-//! rest of the metadata (`managedFields`, `kubectl.kubernetes.io/last-applied-configuration`),
-//! probes' contents, resources, volumes' sources, claim templates' contents, the status.
+//! the pod template's labels, and whether it has a volume list and the helper volume in it
+//! (name only); of every container what injection reads or builds on (name, image, pull
+//! policy, command, whether it has args or a readiness probe, ports by name and number,
+//! env, mounts, security context, lifecycle); of the init containers their names, and the
+//! injector's join container whole while no member has run (the recorded bootstrap size is
+//! 0, or the stored object's status decides): it is then compared with a fresh one.
+//! Skipped by the parser without being built: the rest of the metadata (`managedFields`,
+//! `kubectl.kubernetes.io/last-applied-configuration`), probes' contents, resources, the
+//! other volumes, claim templates' contents, the status.
 //!
 //! `tests/admission_slim.rs` checks that UPDATEs and CREATEs built from the examples are
 //! decided the same with the whole objects and with these.
@@ -29,11 +30,11 @@ use k8s_openapi::api::core::v1::{
     Probe, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::policy::names::{JOIN_INIT_CONTAINER, STATUS_ANNOTATION};
+use crate::policy::names::{HELPER_VOLUME, JOIN_INIT_CONTAINER, STATUS_ANNOTATION};
 
 /// The object as read off the wire; [`Object::into_statefulset`] makes the rules' type of it.
 #[derive(Deserialize)]
@@ -89,7 +90,7 @@ struct Pod<'a> {
 /// Anything of which only the name is read (an init container, a volume).
 #[derive(Deserialize)]
 pub(super) struct Named {
-    name: String,
+    pub(super) name: String,
 }
 
 impl Named {
@@ -111,7 +112,7 @@ struct Slim {
     command: Option<Vec<String>>,
     args: Option<IgnoredAny>,
     ports: Option<Vec<Port>>,
-    env: Option<Vec<EnvVar>>,
+    env: Option<ExactEnv>,
     volume_mounts: Option<Vec<VolumeMount>>,
     security_context: Option<SecurityContext>,
     lifecycle: Option<Lifecycle>,
@@ -123,6 +124,54 @@ struct Slim {
 struct Port {
     name: Option<String>,
     container_port: i32,
+}
+
+/// A container's env in a list of its exact length. Read the usual way the list would grow
+/// by doubling as the vars arrive (serde_json cannot tell their number up front), and an
+/// EnvVar is ~280 bytes: the 21 vars of an injected container would allocate ~17 KB for
+/// ~6. They are read into a list kept by the thread instead, then moved into one of the
+/// right size.
+struct ExactEnv(Vec<EnvVar>);
+
+thread_local! {
+    static ENV_SCRATCH: std::cell::RefCell<Vec<EnvVar>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most vars the thread's list keeps room for between requests.
+const ENV_SCRATCH_KEPT: usize = 64;
+
+impl<'de> Deserialize<'de> for ExactEnv {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvVisitor;
+        impl<'de> Visitor<'de> for EnvVisitor {
+            type Value = ExactEnv;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of env vars")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ExactEnv, A::Error> {
+                ENV_SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    let mut read = || {
+                        while let Some(var) = seq.next_element()? {
+                            scratch.push(var);
+                        }
+                        Ok(())
+                    };
+                    let result = read().map(|()| {
+                        let mut env = Vec::with_capacity(scratch.len());
+                        env.append(scratch);
+                        ExactEnv(env)
+                    });
+                    scratch.clear();
+                    if scratch.capacity() > ENV_SCRATCH_KEPT {
+                        *scratch = Vec::new();
+                    }
+                    result
+                })
+            }
+        }
+        deserializer.deserialize_seq(EnvVisitor)
+    }
 }
 
 /// A label or annotation map of which only raft-injector's own entries are kept.
@@ -193,7 +242,7 @@ impl Slim {
                     })
                     .collect()
             }),
-            env: self.env,
+            env: self.env.map(|env| env.0),
             volume_mounts: self.volume_mounts,
             security_context: self.security_context,
             lifecycle: self.lifecycle,
@@ -296,16 +345,23 @@ fn pod_spec(pod: Pod, whole_join: bool) -> Result<PodSpec, serde_json::Error> {
             .into_iter()
             .map(Slim::into_container)
             .collect(),
-        init_containers: pod
-            .init_containers
-            .map(|list| {
-                list.into_iter()
-                    .map(|raw| init_container(raw, whole_join))
-                    .collect()
-            })
-            .transpose()?,
+        init_containers: match pod.init_containers {
+            None => None,
+            // Filled in place: collected through a `Result`, the list would not know its
+            // length and grow by doubling (a Container is ~2 KB).
+            Some(list) => {
+                let mut containers = Vec::with_capacity(list.len());
+                for raw in list {
+                    containers.push(init_container(raw, whole_join)?);
+                }
+                Some(containers)
+            }
+        },
+        // Whether there is a list, and the helper volume in it: the rules read no other
+        // volume (a Volume is ~1 KB).
         volumes: pod.volumes.map(|list| {
             list.into_iter()
+                .filter(|v| v.name == HELPER_VOLUME)
                 .map(|v| Volume {
                     name: v.name,
                     ..Volume::default()
@@ -318,7 +374,32 @@ fn pod_spec(pod: Pod, whole_join: bool) -> Result<PodSpec, serde_json::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::{init_container, leading_name};
+    use super::{init_container, leading_name, ExactEnv};
+
+    #[test]
+    fn env_is_read_into_a_list_of_its_length_and_a_bad_list_leaves_nothing_behind() {
+        let vars: Vec<String> = (0..21)
+            .map(|i| format!(r#"{{"name":"V{i}","value":"{i}"}}"#))
+            .collect();
+        let json = format!("[{}]", vars.join(","));
+        let env = serde_json::from_str::<ExactEnv>(&json).unwrap().0;
+        assert_eq!(env.len(), 21);
+        assert_eq!(env.capacity(), 21);
+        assert_eq!(env[20].name, "V20");
+        assert_eq!(env[20].value.as_deref(), Some("20"));
+
+        let bad = r#"[{"name":"A","value":"1"},{"name":5}]"#;
+        assert!(serde_json::from_str::<ExactEnv>(bad).is_err());
+        // The list read next holds only its own vars.
+        let env = serde_json::from_str::<ExactEnv>(r#"[{"name":"B"}]"#)
+            .unwrap()
+            .0;
+        assert_eq!(
+            env.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            ["B"]
+        );
+        assert!(serde_json::from_str::<ExactEnv>("[]").unwrap().0.is_empty());
+    }
 
     #[test]
     fn a_leading_name_is_read_off_the_front_and_anything_else_is_decoded() {

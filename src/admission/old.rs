@@ -1,9 +1,10 @@
 //! The stored object of an UPDATE (`oldObject`), decoded into only what the rules read of
 //! it: the status annotation (bootstrap size, flavor, the env vars the injector owns),
-//! `spec.replicas`, and the names of the init containers (whether the reconcile sidecar was
-//! there). The rest of a 7 KB StatefulSet (the other annotations, the containers, their
-//! env, probes and volumes) is skipped by the parser instead of being built into k8s-openapi
-//! types and dropped.
+//! `spec.replicas`, and whether the reconcile sidecar is among the init containers (kept as
+//! a name-only container, the others left out: the rules ask nothing else of them). The
+//! rest of a 7 KB StatefulSet (the other annotations, the containers, their env, probes and
+//! volumes) is skipped by the parser instead of being built into k8s-openapi types and
+//! dropped.
 //!
 //! The result is a `StatefulSet` with only those fields set, so the rules keep one type.
 //! `tests/admission_slim.rs` checks that the UPDATEs built from the examples are decided
@@ -15,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use super::object::{Named, Ours};
+use crate::policy::names::RECONCILE_SIDECAR;
 
 /// The stored object as read off the wire.
 #[derive(Deserialize, Default)]
@@ -64,9 +66,13 @@ impl Old {
                 template: PodTemplateSpec {
                     metadata: None,
                     spec: spec.template.spec.map(|pod| PodSpec {
-                        init_containers: pod
-                            .init_containers
-                            .map(|list| list.into_iter().map(Named::into_container).collect()),
+                        // Only the sidecar, the one the rules look for (a Container is ~2 KB).
+                        init_containers: pod.init_containers.map(|list| {
+                            list.into_iter()
+                                .filter(|c| c.name == RECONCILE_SIDECAR)
+                                .map(Named::into_container)
+                                .collect()
+                        }),
                         ..PodSpec::default()
                     }),
                 },

@@ -265,7 +265,8 @@ struct Ops {
 impl Ops {
     fn new() -> Ops {
         Ops {
-            json: Vec::with_capacity(4096),
+            // Allocated by the first operation: most UPDATEs need none.
+            json: Vec::new(),
             count: 0,
             error: None,
         }
@@ -305,6 +306,9 @@ impl Ops {
 
     /// Writes `{"op":"<op>"` (the operation's other members follow).
     fn begin(&mut self, op: &str) {
+        if self.count == 0 {
+            self.json.reserve(4096);
+        }
         self.json.push(if self.count == 0 { b'[' } else { b',' });
         self.json.extend_from_slice(b"{\"op\":\"");
         self.json.extend_from_slice(op.as_bytes());
@@ -629,8 +633,7 @@ fn injection_hash(
         .map(|(_, json)| Env::Injected(json))
         .collect();
     // Hashed as compact JSON, byte for byte what `Value::to_string` printed when this was
-    // first written (recorded hashes must not change). Serialized whole first: serde writes
-    // in many small pieces, and each would be a call into the hasher.
+    // first written (recorded hashes must not change).
     let material = (
         env,
         init,
@@ -639,10 +642,10 @@ fn injection_hash(
         pre_stop,
         r.container,
     );
-    let mut json = Vec::with_capacity(4096);
-    // Writing plain structs into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut json, &material);
-    let digest = Sha256::digest(&json);
+    let mut hashing = Hashing::default();
+    // Writing plain structs into the hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, &material);
+    let digest = hashing.finish();
     let mut hex = String::with_capacity(64);
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in digest {
@@ -652,9 +655,84 @@ fn injection_hash(
     hex
 }
 
+/// SHA-256 of what is written, fed in blocks from a buffer on the stack: serde writes JSON
+/// in many small pieces, and each would be a call into the hasher.
+struct Hashing {
+    hasher: Sha256,
+    buffer: [u8; 512],
+    len: usize,
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing {
+            hasher: Sha256::new(),
+            buffer: [0; 512],
+            len: 0,
+        }
+    }
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.len + bytes.len() > self.buffer.len() {
+            self.hasher.update(&self.buffer[..self.len]);
+            self.len = 0;
+        }
+        if bytes.len() > self.buffer.len() {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Hashing {
+    fn finish(mut self) -> [u8; 32] {
+        self.hasher.update(&self.buffer[..self.len]);
+        self.hasher.finalize().into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Ops;
+    use super::{Hashing, Ops};
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+
+    #[test]
+    fn hashing_in_pieces_is_hashing_the_whole() {
+        // Pieces that fit the buffer, fill it exactly, overflow it, and exceed it alone.
+        let whole: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for sizes in [
+            &[1usize, 3, 17][..],
+            &[512],
+            &[511, 2, 700],
+            &[1500, 1, 1499],
+        ] {
+            let mut hashing = Hashing::default();
+            let mut at = 0;
+            for &size in sizes.iter().cycle() {
+                if at == whole.len() {
+                    break;
+                }
+                let end = (at + size).min(whole.len());
+                hashing.write_all(&whole[at..end]).unwrap();
+                at = end;
+            }
+            assert_eq!(
+                hashing.finish().as_slice(),
+                Sha256::digest(&whole).as_slice(),
+                "pieces of {sizes:?}"
+            );
+        }
+    }
 
     /// The pointer as the patch holds it, read back as the JSON string it must be.
     fn pointer(tokens: &[&str]) -> String {
