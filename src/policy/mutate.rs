@@ -308,8 +308,10 @@ impl Ops {
     fn begin(&mut self, op: &str) {
         if self.count == 0 {
             self.json.reserve(4096);
+            self.json.push(b'[');
+        } else {
+            self.json.push(b',');
         }
-        self.json.push(if self.count == 0 { b'[' } else { b',' });
         self.json.extend_from_slice(b"{\"op\":\"");
         self.json.extend_from_slice(op.as_bytes());
         self.json.push(b'"');

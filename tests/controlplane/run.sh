@@ -504,16 +504,19 @@ take_lock() { # dir
   local dir=$1 other deadline=$((SECONDS + ${RAFT_NODE_LOCK_WAIT:-0}))
   [[ -f $lock ]] && other=$(cat "$lock")
   if [[ -n ${other:-} && $other != "$dir" && -d $other ]]; then
-    if node_running "$other" && ((SECONDS < deadline)); then
-      log "another local node is running from $other; waiting up to $((deadline - SECONDS))s for it to stop"
-    fi
+    local waiting=false
     while node_running "$other"; do
       ((SECONDS < deadline)) ||
         die "another local node is running from $other; stop it first: $0 down $other"
+      $waiting || log "another local node is running from $other; waiting up to $((deadline - SECONDS))s for it to stop"
+      waiting=true
       sleep 5
     done
-    log "the local node in $other stopped without 'down' (its processes are gone); removing what it left"
-    down "$other"
+    # Still named by the lock: it stopped without `down` (its own `down` frees the lock).
+    if [[ $(cat "$lock" 2>/dev/null) == "$other" ]]; then
+      log "the local node in $other stopped without 'down' (its processes are gone); removing what it left"
+      down "$other"
+    fi
   fi
   echo "$dir" >"$lock"
 }
