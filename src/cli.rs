@@ -90,6 +90,14 @@ pub enum MemberCommand {
             default_value_t = 120
         )]
         timeout_seconds: u64,
+        /// etcd: how long a bootstrap member without data waits for a member restarting
+        /// from its data before it takes the silence for a new cluster's first start.
+        #[arg(
+            long,
+            env = "RAFT_INJECTOR_COLD_START_WAIT_SECONDS",
+            default_value_t = 10
+        )]
+        cold_start_wait_seconds: u64,
     },
     /// etcd: the sidecar next to each member; the one next to the leader removes members
     /// whose ordinal is at or beyond spec.replicas and whose pod is gone (a missed leave).

@@ -195,12 +195,16 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
         MemberCommand::Join {
             dir,
             timeout_seconds,
+            cold_start_wait_seconds,
         } => {
             let env = MemberEnv::from_process_env()?;
             runtime()?.block_on(async {
                 let budget = Duration::from_secs(timeout_seconds);
                 let joined = match env.etcd {
-                    Some(_) => join::join(&env, &Gateway::default(), &dir, budget).await,
+                    Some(_) => {
+                        let cold_start_wait = Duration::from_secs(cold_start_wait_seconds);
+                        join::join(&env, &Gateway::default(), &dir, budget, cold_start_wait).await
+                    }
                     None => join::join_generic(&env, budget).await,
                 };
                 match joined {

@@ -584,3 +584,70 @@ fn set_env_over_an_injected_variable_warns_and_a_flavor_change_is_denied() {
         "the status annotation still describes what is injected"
     );
 }
+
+/// Argo CD and Flux delete in any order. Once the Service is gone, the StatefulSet no
+/// longer passes the rules, but its deletion must still finish: garbage collection removes
+/// the orphan or foreground finalizer with an UPDATE of the object being deleted.
+#[test]
+fn a_statefulset_deleted_after_its_service_finishes_deleting() {
+    let plane = cluster();
+    for cascade in ["orphan", "foreground"] {
+        let ns = namespace(plane, &format!("delete-{cascade}"), true);
+        let (ok, _, stderr) = apply(plane, &ns, &common::read("examples/etcd.yaml"), &[]);
+        assert!(ok, "{cascade}: {stderr}");
+        assert!(is_injected(&statefulset(plane, &ns, "etcd")));
+        let (ok, _, stderr) = run(plane, &["delete", "-n", &ns, "service/etcd"], None);
+        assert!(ok, "{cascade}: {stderr}");
+        // The rules now deny an edit (the Service is missing), so the finalizer UPDATE
+        // below is what the exemption lets through.
+        // (The webhook's Service cache follows the deletion within moments.)
+        let mut attempt = 0;
+        let denied = eventually(20, || {
+            attempt += 1;
+            let label = format!("edited={attempt}");
+            let (ok, _, stderr) = run(
+                plane,
+                &[
+                    "label",
+                    "--overwrite",
+                    "-n",
+                    &ns,
+                    "statefulset/etcd",
+                    &label,
+                ],
+                None,
+            );
+            (!ok && stderr.contains("denied")).then_some(())
+        });
+        assert!(
+            denied.is_some(),
+            "{cascade}: an edit without the Service is denied"
+        );
+        let started = std::time::Instant::now();
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "delete",
+                "-n",
+                &ns,
+                "statefulset/etcd",
+                &format!("--cascade={cascade}"),
+                "--wait=false",
+            ],
+            None,
+        );
+        assert!(ok, "{cascade}: {stderr}");
+        let gone = eventually(90, || {
+            get(plane, &ns, "statefulset/etcd").is_none().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "{cascade}: the StatefulSet is still there after 90 s: {:#}",
+            statefulset(plane, &ns, "etcd")["metadata"]
+        );
+        eprintln!(
+            "--cascade={cascade} after the Service: gone in {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -100,6 +100,42 @@ async fn replicas_only_update_returns_no_patch() {
     assert!(response.get("patch").is_none(), "{response}");
 }
 
+/// Garbage collection removes the orphan or foreground finalizer of a StatefulSet being
+/// deleted with an UPDATE; by then its Service may be gone. No rule and no patch applies.
+#[tokio::test]
+async fn an_object_being_deleted_is_admitted_unchanged() {
+    let create = review("create-etcd");
+    let injected = apply(
+        &create["request"]["object"],
+        &patch_of(&respond(app(cluster()), "/mutate", &create).await),
+    );
+    let mut deleting = injected.clone();
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-05T20:00:00Z".into();
+    deleting["metadata"]["finalizers"] = serde_json::json!([]);
+    // Also even replicas, which the rules would deny.
+    deleting["spec"]["replicas"] = 4.into();
+    let mut update = create.clone();
+    update["request"]["operation"] = "UPDATE".into();
+    update["request"]["object"] = deleting;
+    update["request"]["oldObject"] = injected;
+    // No Service in the cluster at all.
+    let empty = || lookup(&[]);
+    let validated = respond(app(empty()), "/validate", &update).await;
+    assert!(accepts(&validated).is_empty(), "{validated}");
+    let mutated = respond(app(empty()), "/mutate", &update).await;
+    accepts(&mutated);
+    assert!(mutated.get("patch").is_none(), "{mutated}");
+
+    // The same UPDATE without the deletion is denied: the exemption is what lets it pass.
+    let mut edit = update.clone();
+    edit["request"]["object"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("deletionTimestamp");
+    let denied = respond(app(empty()), "/validate", &edit).await;
+    assert!(rejects(&denied).contains("spec.replicas is 4"), "{denied}");
+}
+
 #[tokio::test]
 async fn scale_subresource_rules() {
     let denied = rejects(&respond(app(cluster()), "/validate", &review("scale-3-to-4")).await);

@@ -210,7 +210,10 @@ fn pod_env(
             Some("metadata.namespace") => namespace.to_owned(),
             Some("metadata.labels['apps.kubernetes.io/pod-index']") => ordinal.to_string(),
             Some(other) => panic!("unexpected downward API field {other}"),
-            None if name == "ETCD_DATA_DIR" => data_dir.display().to_string(),
+            // The user's setting, and the injector's reading of it for the join container.
+            None if name == "ETCD_DATA_DIR" || name == "RAFT_DATA_DIR" => {
+                data_dir.display().to_string()
+            }
             None => expand(var["value"].as_str().unwrap_or_default(), &env),
         };
         env.insert(name, value);
@@ -292,12 +295,20 @@ impl Cluster {
     }
 
     fn join(&self, i: usize) -> Output {
+        self.join_with(i, |_| {})
+    }
+
+    /// `join` with the container's env changed by `edit`.
+    fn join_with(&self, i: usize, edit: impl FnOnce(&mut BTreeMap<String, String>)) -> Output {
         let container = self.container("raft-injector-join");
         let (program, args) = self.local_command(&container["command"]);
-        self.net
-            .command(i, &self.env("raft-injector-join", i), &program, &args)
-            .output()
-            .unwrap()
+        let mut env = self.env("raft-injector-join", i);
+        edit(&mut env);
+        self.net.command(i, &env, &program, &args).output().unwrap()
+    }
+
+    fn ids(&self) -> BTreeMap<String, u64> {
+        self.members().into_iter().map(|m| (m.name, m.id)).collect()
     }
 
     fn start(&mut self, i: usize) {
@@ -681,6 +692,84 @@ fn member_lifecycle_on_real_etcd() {
         assert_eq!(c.read_all(i), 31, "member {i}");
     }
     report.push("removed members returning with retained volumes: data set aside, rejoined; 5 healthy, 31 keys".to_owned());
+
+    // 8. The join container knows where etcd keeps its data (RAFT_DATA_DIR, read off etcd's
+    //    command line at admission). Without it (an older injection, or etcd behind a shell)
+    //    a member whose data is not where the helper guesses is kept, never replaced.
+    let before = c.ids();
+    assert_eq!(
+        c.container("raft-injector-join")["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["name"] == "RAFT_DATA_DIR")
+            .count(),
+        1,
+        "the join container has RAFT_DATA_DIR"
+    );
+    c.stop(1);
+    let hidden = c.work.path().join("data-1-elsewhere");
+    std::fs::rename(c.data_dir(1), &hidden).unwrap();
+    let out = c.join_with(1, |env| {
+        env.remove("RAFT_DATA_DIR");
+    });
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && log.contains("keeping the member rather than replacing it"),
+        "join without a certain data directory must keep the member: {log}"
+    );
+    assert_eq!(c.ids(), before, "no member was removed or added");
+    std::fs::rename(&hidden, c.data_dir(1)).unwrap();
+    let log = succeeded("join with data", &c.join(1));
+    assert!(!c.helper_dir(1).join("etcd-join.env").exists(), "{log}");
+    c.start(1);
+    c.wait_for_members(&["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]);
+    assert_eq!(c.ids(), before, "etcd-1 resumed under its own id");
+    report.push("data directory not certain and not found: join kept the member (exit 1, Event); member ids unchanged".to_owned());
+
+    // 9. The whole cluster down, then etcd-1's volume lost: with no quorum answering, a
+    //    bootstrap member without data does not start a new cluster under its old name
+    //    while a member restarted from its data reports a formed cluster; once a quorum
+    //    answers, it is replaced (certain: RAFT_DATA_DIR says where its data would be).
+    for i in 0..5 {
+        c.stop(i);
+    }
+    std::fs::remove_dir_all(c.data_dir(1)).unwrap();
+    std::fs::create_dir_all(c.data_dir(1)).unwrap();
+    c.start(0);
+    let started = Instant::now();
+    let out = c.join_with(1, |env| {
+        env.insert("RAFT_INJECTOR_JOIN_TIMEOUT_SECONDS".into(), "12".into());
+    });
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && log.contains("has formed before"),
+        "a member without data must wait for a formed cluster's quorum: {log}"
+    );
+    assert!(
+        !c.data_dir(1).join("member").exists() && !c.helper_dir(1).join("etcd-join.env").exists(),
+        "nothing was started or written for etcd-1: {log}"
+    );
+    let waited = started.elapsed();
+    for i in 2..5 {
+        c.start(i);
+    }
+    let log = succeeded("join after losing the volume", &c.join(1));
+    assert!(log.contains("without data"), "{log}");
+    c.start(1);
+    c.wait_for_members(&["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]);
+    let after = c.ids();
+    for (name, id) in &before {
+        if name == "etcd-1" {
+            assert_ne!(after[name], *id, "etcd-1 was replaced by a new member");
+        } else {
+            assert_eq!(after[name], *id, "{name} kept its id");
+        }
+    }
+    for i in 0..5 {
+        assert_eq!(c.read_all(i), 31, "member {i}");
+    }
+    report.push(format!("cluster down, etcd-1's volume lost: join refused to bootstrap while etcd-0 (alone, from data) reported a formed cluster ({waited:?}); replaced once a quorum answered; 31 keys"));
 
     eprintln!(
         "\nmember lifecycle on real etcd:\n  {}",

@@ -106,6 +106,71 @@ fn member_env_reads_what_the_webhook_injects() {
     );
 }
 
+fn etcd_env(extra: &[(&str, &str)]) -> raft_injector::member::EtcdEnv {
+    let mut vars = vec![
+        (
+            "ETCD_ADVERTISE_CLIENT_URLS",
+            "http://etcd-1.etcd.prod.svc.cluster.local:2379",
+        ),
+        (
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+            "http://etcd-1.etcd.prod.svc.cluster.local:2380",
+        ),
+    ];
+    vars.extend_from_slice(extra);
+    let env = pod_env(&vars);
+    MemberEnv::from_lookup(|k| env.get(k).cloned())
+        .expect("complete env")
+        .etcd
+        .expect("etcd flavor")
+}
+
+#[test]
+fn data_is_looked_for_where_the_injector_says_etcd_keeps_it() {
+    use raft_injector::member::DataState;
+    let volume = tempfile::tempdir().unwrap();
+    let data = volume.path().join("default.etcd");
+    let data_text = data.display().to_string();
+    // RAFT_DATA_DIR (etcd's --data-dir, read at admission) wins over ETCD_DATA_DIR.
+    let etcd = etcd_env(&[
+        ("RAFT_DATA_DIR", &data_text),
+        ("ETCD_DATA_DIR", "/somewhere/else"),
+    ]);
+    assert_eq!(etcd.data_dir, data);
+    assert_eq!(etcd.data_state(), DataState::Absent, "certain, and empty");
+    std::fs::create_dir_all(data.join("member/snap")).unwrap();
+    std::fs::write(data.join("member/snap/db"), b"x").unwrap();
+    assert_eq!(
+        etcd.data_state(),
+        DataState::Present(data.join("member/snap"))
+    );
+
+    // A separate WAL directory counts as data on its own.
+    let wal = volume.path().join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    std::fs::write(wal.join("0000000000000000-0000000000000000.wal"), b"x").unwrap();
+    let wal_text = wal.display().to_string();
+    let empty = volume.path().join("empty").display().to_string();
+    let etcd = etcd_env(&[("RAFT_DATA_DIR", &empty), ("RAFT_WAL_DIR", &wal_text)]);
+    assert_eq!(etcd.data_state(), DataState::Present(wal));
+}
+
+#[test]
+fn without_the_injectors_reading_no_data_is_never_certain() {
+    use raft_injector::member::DataState;
+    let etcd = etcd_env(&[("ETCD_DATA_DIR", "/nonexistent/raft-injector-test")]);
+    assert!(
+        matches!(etcd.data_state(), DataState::Unsure(why) if why.contains("RAFT_DATA_DIR is not set")),
+        "{:?}",
+        etcd.data_state()
+    );
+    // A user-set ETCD_NAME is the name the member publishes, and etcd's default data
+    // directory follows it.
+    let etcd = etcd_env(&[("ETCD_NAME", "member-b")]);
+    assert_eq!(etcd.name, "member-b");
+    assert_eq!(etcd.data_dir, std::path::PathBuf::from("member-b.etcd"));
+}
+
 #[test]
 fn member_env_says_which_variable_is_missing() {
     let mut env = pod_env(&[]);

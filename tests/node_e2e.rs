@@ -313,3 +313,211 @@ fn the_etcd_example_forms_a_cluster_and_its_membership_follows_replicas() {
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");
 }
+
+/// etcd as users write it: other names, a Service named apart from the StatefulSet, etcd
+/// started directly with `--data-dir` as a flag (not `ETCD_DATA_DIR`), a volume at another
+/// path. A deleted pod, a rollout restart and a stop to 0 and back each keep every member
+/// and its id.
+const USER_SHAPED_ETCD: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kv
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: kv-raft-member
+subjects:
+  - kind: ServiceAccount
+    name: kv
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: raft-injector-member
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kv-peers
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector:
+    app.kubernetes.io/name: kv
+  ports:
+    - name: peer
+      port: 2380
+    - name: client
+      port: 2379
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: kv
+  labels:
+    raft-injector.io/raft: "true"
+  annotations:
+    raft-injector.io/flavor: etcd
+spec:
+  serviceName: kv-peers
+  replicas: 3
+  podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy:
+    whenScaled: Delete
+    whenDeleted: Delete
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: kv
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: kv
+    spec:
+      serviceAccountName: kv
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: etcd
+          image: quay.io/coreos/etcd:v3.5.16
+          command: [etcd]
+          args:
+            - --data-dir
+            - /var/run/etcd/default.etcd
+            - --auto-compaction-retention=1
+          ports:
+            - name: peer
+              containerPort: 2380
+            - name: client
+              containerPort: 2379
+          volumeMounts:
+            - name: datadir
+              mountPath: /var/run/etcd
+  volumeClaimTemplates:
+    - metadata:
+        name: datadir
+      spec:
+        accessModes: ["ReadWriteOnce"]
+        resources:
+          requests:
+            storage: 1Gi
+"#;
+
+#[test]
+fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
+    let plane = installed();
+    let ns = namespace(plane, "shaped", true);
+    let (ok, _, stderr) = run(
+        plane,
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(USER_SHAPED_ETCD),
+    );
+    assert!(ok, "{stderr}");
+    let all = ["kv-0", "kv-1", "kv-2"];
+    wait_ready(plane, &ns, &all);
+    let initial = wait_members(plane, &ns, &all, &all);
+    let sts = get(plane, &ns, "statefulset/kv").unwrap();
+    let join = sts["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "raft-injector-join")
+        .cloned()
+        .unwrap();
+    assert!(
+        join["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "RAFT_DATA_DIR" && v["value"] == "/var/run/etcd/default.etcd"),
+        "the join container is told where etcd keeps its data: {join:#}"
+    );
+    put(plane, &ns, "kv-0", "/shaped/before", "kept");
+    let same_members = |step: &str| {
+        wait_ready(plane, &ns, &all);
+        let now = wait_members(plane, &ns, &all, &all);
+        assert_eq!(
+            now,
+            initial,
+            "{step} changed a member\n{}",
+            report(plane, &ns)
+        );
+        let events = helper_events(plane, &ns);
+        assert!(
+            !events
+                .iter()
+                .any(|(reason, m)| reason == "MemberJoined" || m.contains("replac")),
+            "{step}: a member was replaced: {events:#?}"
+        );
+    };
+
+    // A deleted pod.
+    let old_uid = get(plane, &ns, "pod/kv-1").unwrap()["metadata"]["uid"].clone();
+    let (ok, _, stderr) = run(
+        plane,
+        &["delete", "pod", "-n", &ns, "kv-1", "--wait=false"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    wait(plane, &ns, 240, "kv-1 did not come back", || {
+        let pod = get(plane, &ns, "pod/kv-1")?;
+        (pod["metadata"]["uid"] != old_uid).then_some(())
+    });
+    same_members("deleting pod kv-1");
+    let resumed = wait_event(plane, &ns, "MemberResumed", "kv-1");
+    assert!(resumed.contains("resumes"), "{resumed}");
+
+    // A rollout restart: every pod replaced, one at a time.
+    let (ok, _, stderr) = run(
+        plane,
+        &["rollout", "restart", "-n", &ns, "statefulset/kv"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            &ns,
+            "statefulset/kv",
+            "--timeout=300s",
+        ],
+        None,
+    );
+    assert!(
+        ok,
+        "rollout restart did not finish: {stderr}\n{}",
+        report(plane, &ns)
+    );
+    same_members("a rollout restart");
+
+    // Stopped (0) and started again: every member comes back from its volume.
+    for replicas in ["0", "3"] {
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "scale",
+                "-n",
+                &ns,
+                "statefulset/kv",
+                &format!("--replicas={replicas}"),
+            ],
+            None,
+        );
+        assert!(ok, "{stderr}");
+        if replicas == "0" {
+            wait(plane, &ns, 120, "the pods did not stop", || {
+                let list = get(plane, &ns, "pods")?;
+                list["items"].as_array()?.is_empty().then_some(())
+            });
+        }
+    }
+    same_members("a stop to 0 and back");
+    assert_eq!(
+        read_key(plane, &ns, "kv-2", "/shaped/before").as_deref(),
+        Some("kept")
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}

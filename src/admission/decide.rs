@@ -106,7 +106,10 @@ pub fn subject(
             Some(_) => return Ok(Subject::Other),
         },
     };
-    if !is_raft_workload(&object.metadata) {
+    // Being deleted: only finalizers change now (garbage collection's orphan and
+    // foreground finalizers are removed by an UPDATE); a denial would leave the object
+    // Terminating for good, e.g. once its Service is gone.
+    if !is_raft_workload(&object.metadata) || object.metadata.deletion_timestamp.is_some() {
         return Ok(Subject::Other);
     }
     Ok(Subject::StatefulSet { sts: object, old })

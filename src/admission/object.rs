@@ -7,7 +7,7 @@
 //! pod management policy, claim retention policy and how many claim templates there are;
 //! the pod template's labels, and whether it has a volume list and the helper volume in it
 //! (name only); of every container what injection reads or builds on (name, image, pull
-//! policy, command, whether it has args or a readiness probe, ports by name and number,
+//! policy, command, args, working directory, whether it has a readiness probe, ports by name and number,
 //! env, mounts, security context, lifecycle); of the init containers their names, and the
 //! injector's join container whole while no member has run (the recorded bootstrap size is
 //! 0, or the stored object's status decides): it is then compared with a fresh one.
@@ -46,8 +46,10 @@ pub(super) struct Object<'a> {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Meta {
     name: Option<String>,
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     labels: Option<Ours>,
     annotations: Option<Ours>,
 }
@@ -110,7 +112,8 @@ struct Slim {
     image: Option<String>,
     image_pull_policy: Option<String>,
     command: Option<Vec<String>>,
-    args: Option<IgnoredAny>,
+    args: Option<Vec<String>>,
+    working_dir: Option<String>,
     ports: Option<Vec<Port>>,
     env: Option<ExactEnv>,
     volume_mounts: Option<Vec<VolumeMount>>,
@@ -230,8 +233,9 @@ impl Slim {
             image: self.image,
             image_pull_policy: self.image_pull_policy,
             command: self.command,
-            // Only whether there are args is read (an image's entrypoint runs with them).
-            args: self.args.map(|_| Vec::new()),
+            // etcd's flags (where it keeps its data) are read from them.
+            args: self.args,
+            working_dir: self.working_dir,
             ports: self.ports.map(|ports| {
                 ports
                     .into_iter()
@@ -328,6 +332,7 @@ impl Object<'_> {
         Ok(StatefulSet {
             metadata: ObjectMeta {
                 name: self.metadata.name,
+                deletion_timestamp: self.metadata.deletion_timestamp,
                 labels: self.metadata.labels.map(|l| l.0),
                 annotations,
                 ..ObjectMeta::default()

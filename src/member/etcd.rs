@@ -231,6 +231,31 @@ impl Gateway {
         Self::decode(endpoint, value)
     }
 
+    /// The cluster version a member reports on its peer port (`/version`), which etcd
+    /// serves before it has a quorum: `Some` once the cluster has formed (a member restarted
+    /// from its data knows it at once), `None` while a new cluster has not formed yet.
+    pub async fn formed_cluster_version(
+        &self,
+        peer_url: &str,
+    ) -> Result<Option<String>, EtcdError> {
+        let endpoint = peer_url.trim_end_matches('/');
+        let http = |source| EtcdError::Http {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let response = self
+            .http
+            .get(format!("{endpoint}/version"))
+            .send()
+            .await
+            .map_err(http)?;
+        let value: Value = response.json().await.map_err(http)?;
+        Ok(value["etcdcluster"]
+            .as_str()
+            .filter(|v| !v.is_empty() && *v != "not_decided")
+            .map(str::to_owned))
+    }
+
     /// Whether the member behind `endpoint` answers its status call.
     pub async fn is_healthy(&self, endpoint: &str) -> bool {
         self.call(endpoint, "/v3/maintenance/status", json!({}))

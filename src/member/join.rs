@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::etcd::{label, ordinal_in, Gateway, Member};
 use super::generic::{add_generic, Hook, HookUrl};
 use super::leave::{is_self, list_from_any, remove_member};
-use super::{EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
+use super::{DataState, EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
 
 /// What `join` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,10 +86,6 @@ pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutco
     Ok(JoinOutcome::JoinedThroughUrl { url, status })
 }
 
-fn data_present(etcd: &EtcdEnv) -> bool {
-    etcd.data_dir.join("member").join("wal").is_dir()
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MemberError + '_ {
     move |source| MemberError::Io {
         path: path.to_owned(),
@@ -98,7 +94,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MemberError + '_ {
 }
 
 /// Moves the data of a member that was removed from the cluster out of etcd's way,
-/// keeping it for an operator rather than deleting it.
+/// keeping it for an operator rather than deleting it. A separate WAL directory (often a
+/// mount point of its own, which cannot be renamed) has its files moved into a
+/// subdirectory, where etcd does not look.
 fn set_stale_data_aside(etcd: &EtcdEnv) -> Result<PathBuf, MemberError> {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -106,7 +104,21 @@ fn set_stale_data_aside(etcd: &EtcdEnv) -> Result<PathBuf, MemberError> {
         .unwrap_or_default();
     let from = etcd.data_dir.join("member");
     let to = etcd.data_dir.join(format!("member.removed-{seconds}"));
-    std::fs::rename(&from, &to).map_err(io(&from))?;
+    if from.exists() {
+        std::fs::rename(&from, &to).map_err(io(&from))?;
+    }
+    if let Some(wal) = &etcd.wal_dir {
+        let aside = wal.join(format!("removed-{seconds}"));
+        let entries: Vec<PathBuf> = std::fs::read_dir(wal)
+            .map_err(io(wal))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        std::fs::create_dir(&aside).map_err(io(&aside))?;
+        for entry in entries {
+            let target = aside.join(entry.file_name().unwrap_or_default());
+            std::fs::rename(&entry, &target).map_err(io(&entry))?;
+        }
+    }
     Ok(to)
 }
 
@@ -117,7 +129,9 @@ fn initial_cluster(members: &[Member], env: &MemberEnv) -> String {
         .iter()
         .flat_map(|m| {
             let name = if is_self(m, env) {
-                env.pod_name.clone()
+                env.etcd
+                    .as_ref()
+                    .map_or_else(|| env.pod_name.clone(), |etcd| etcd.name.clone())
             } else {
                 label(m)
             };
@@ -144,9 +158,11 @@ pub async fn join(
     gateway: &Gateway,
     dir: &Path,
     budget: Duration,
+    cold_start_wait: Duration,
 ) -> Result<JoinOutcome, MemberError> {
     let deadline = Instant::now() + budget;
-    match tokio::time::timeout(budget, decide_and_join(env, gateway, dir, deadline, budget)).await {
+    let decided = decide_and_join(env, gateway, dir, deadline, budget, cold_start_wait);
+    match tokio::time::timeout(budget, decided).await {
         Ok(outcome) => outcome,
         Err(_) => Err(MemberError::Deadline(
             budget,
@@ -161,6 +177,7 @@ async fn decide_and_join(
     dir: &Path,
     deadline: Instant,
     budget: Duration,
+    cold_start_wait: Duration,
 ) -> Result<JoinOutcome, MemberError> {
     let Some(etcd) = &env.etcd else {
         return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
@@ -174,50 +191,62 @@ async fn decide_and_join(
 
     let mut data_set_aside = None;
     let why;
-    if data_present(etcd) {
-        // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
-        // volume)? Then its data would make etcd refuse to start: set it aside and join anew.
-        match list_from_any(gateway, &endpoints, false).await {
-            Ok(members) if !members.iter().any(|m| is_self(m, env)) => {
-                let aside = set_stale_data_aside(etcd)?;
-                tracing::warn!(
-                    member = %env.pod_name,
-                    moved_to = %aside.display(),
-                    "this member was removed from the cluster; its old data is set aside and it joins again"
-                );
-                data_set_aside = Some(aside);
-                why = "its data belongs to a member removed earlier".to_owned();
-            }
-            Ok(_) => return Ok(JoinOutcome::HasData),
-            Err(error) => {
-                tracing::info!(%error, "cluster not reachable; starting from the existing data");
-                return Ok(JoinOutcome::HasData);
+    match etcd.data_state() {
+        DataState::Present(found) => {
+            // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
+            // volume)? Then its data would make etcd refuse to start: set it aside and join
+            // anew. Asked of the leader (a linearizable read): a lagging member's list could
+            // still miss a recent add. No quorum: start from the data, never wait for one.
+            match list_from_any(gateway, &endpoints, true).await {
+                Ok(members) if !members.iter().any(|m| is_self(m, env)) => {
+                    let aside = set_stale_data_aside(etcd)?;
+                    tracing::warn!(
+                        member = %env.pod_name,
+                        moved_to = %aside.display(),
+                        "this member was removed from the cluster; its old data is set aside and it joins again"
+                    );
+                    data_set_aside = Some(aside);
+                    why = "its data belongs to a member removed earlier".to_owned();
+                }
+                Ok(_) => return Ok(JoinOutcome::HasData),
+                Err(error) => {
+                    tracing::info!(%error, found = %found.display(), "no quorum answered; starting from the existing data");
+                    return Ok(JoinOutcome::HasData);
+                }
             }
         }
-    } else if bootstrap_member {
-        // First start of a bootstrap member, unless the cluster already knows it as started:
-        // then this member lost its data and must be replaced.
-        let listed = list_from_any(gateway, &endpoints, false).await.ok();
-        let Some(me) = listed
-            .iter()
-            .flatten()
-            .find(|m| is_self(m, env) && m.is_started())
-        else {
-            return Ok(JoinOutcome::Bootstrap);
-        };
-        tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
-        why = format!(
-            "a bootstrap member without data, which the cluster lists as started \
-             (member {:x}, name {}, peer URLs {})",
-            me.id,
-            me.name,
-            me.peer_urls.join(" ")
-        );
-    } else {
-        why = format!(
-            "ordinal {} is beyond the bootstrap set of {}",
-            env.ordinal, env.bootstrap_size
-        );
+        data if bootstrap_member => {
+            // First start of a bootstrap member, unless the cluster already knows it as
+            // started: then this member lost its data and must be replaced, but only when
+            // the helper is certain where etcd keeps its data.
+            let me = find_started_self(env, etcd, gateway, &endpoints, deadline, cold_start_wait)
+                .await?;
+            let Some(me) = me else {
+                return Ok(JoinOutcome::Bootstrap);
+            };
+            if let DataState::Unsure(unsure) = data {
+                return Err(MemberError::DataUnsure {
+                    member: format!("{:x} ({})", me.id, label(&me)),
+                    looked_at: etcd.data_dir.display().to_string(),
+                    why: unsure,
+                });
+            }
+            tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
+            why = format!(
+                "a bootstrap member without data at {}, which the cluster lists as started \
+                 (member {:x}, name {}, peer URLs {})",
+                etcd.data_dir.display(),
+                me.id,
+                me.name,
+                me.peer_urls.join(" ")
+            );
+        }
+        _ => {
+            why = format!(
+                "ordinal {} is beyond the bootstrap set of {}",
+                env.ordinal, env.bootstrap_size
+            );
+        }
     }
 
     let initial_cluster = super::retry_until(deadline, budget, "join", || {
@@ -231,6 +260,81 @@ async fn decide_and_join(
         initial_cluster,
         data_set_aside,
     })
+}
+
+/// For a bootstrap member without data: this member as a quorum of the cluster lists it,
+/// if the cluster lists it as started; `None` on a new cluster's first start.
+///
+/// With no quorum answering, a new cluster (every member still without data, waiting like
+/// this one) cannot be told apart from a formed one that is down, except by the members
+/// that restart from their data: etcd serves its cluster version on the peer port before
+/// it has a quorum. So this waits: while any peer reports a formed cluster, for a quorum
+/// (until the deadline; the pod then retries); otherwise for `cold_start_wait`, after which
+/// no member restarting from data showed up and this is a first start.
+async fn find_started_self(
+    env: &MemberEnv,
+    etcd: &EtcdEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+    deadline: Instant,
+    cold_start_wait: Duration,
+) -> Result<Option<Member>, MemberError> {
+    if endpoints.is_empty() {
+        return Ok(None); // a cluster of one: nobody else could know this member
+    }
+    let cold_until = Instant::now() + cold_start_wait;
+    let peer_urls: Vec<String> = env
+        .other_peer_hosts()
+        .into_iter()
+        .map(|host| peer_url_of(etcd, &host))
+        .collect();
+    loop {
+        if let Ok(members) = list_from_any(gateway, endpoints, true).await {
+            return Ok(members
+                .into_iter()
+                .find(|m| is_self(m, env) && m.is_started()));
+        }
+        let mut formed = Vec::new();
+        let mut version = String::new();
+        for url in &peer_urls {
+            if let Ok(Some(v)) = gateway.formed_cluster_version(url).await {
+                formed.push(url.clone());
+                version = v;
+            }
+        }
+        let now = Instant::now();
+        if !formed.is_empty() {
+            let error = MemberError::FormedWithoutQuorum {
+                formed: formed.join(", "),
+                version,
+            };
+            if now + Duration::from_secs(1) >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(%error, "waiting");
+        } else if now >= cold_until {
+            tracing::info!(
+                waited = ?cold_start_wait,
+                "no member answered and none restarted from data; a new cluster's first start"
+            );
+            return Ok(None);
+        } else {
+            tracing::info!(
+                "no member answers yet; waiting to tell a first start from a cluster that is down"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The peer URL of the member on `host`, with this member's peer scheme and port.
+fn peer_url_of(etcd: &EtcdEnv, host: &str) -> String {
+    let (scheme, rest) = etcd
+        .peer_url
+        .split_once("://")
+        .unwrap_or(("http", &etcd.peer_url));
+    let port = rest.rsplit_once(':').map_or("2380", |(_, p)| p);
+    format!("{scheme}://{host}:{port}")
 }
 
 async fn join_once(

@@ -84,7 +84,8 @@ pub enum Removal {
 }
 
 pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
-    member.name == env.pod_name || member.peer_urls.iter().any(|u| host_of(u) == env.id)
+    let name = env.etcd.as_ref().map_or(&env.pod_name, |etcd| &etcd.name);
+    member.name == *name || member.peer_urls.iter().any(|u| host_of(u) == env.id)
 }
 
 /// Removes this etcd member through any member that answers, checking first that the

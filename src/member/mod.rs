@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::policy::names::{DATA_DIR_ENV, WAL_DIR_ENV};
+
 /// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
 pub const JOIN_ENV_FILE: &str = "etcd-join.env";
 
@@ -69,6 +71,23 @@ pub enum MemberError {
         unstarted: usize,
         members: usize,
     },
+    #[error(
+        "the cluster lists this member ({member}) as started, but its data was not found at {looked_at} and \
+         {why}; keeping the member rather than replacing it (it may hold data the helper cannot see) — \
+         if the volume really lost its data, remove member {member} by hand (etcdctl member remove) and \
+         delete this pod"
+    )]
+    DataUnsure {
+        member: String,
+        looked_at: String,
+        why: String,
+    },
+    #[error(
+        "this bootstrap member has no data and no member with a quorum answers, but {formed} report a cluster \
+         that has formed before (version {version}); waiting for a quorum rather than starting a new cluster \
+         under this member's old name"
+    )]
+    FormedWithoutQuorum { formed: String, version: String },
     #[error("gave up after {0:?}: {1}")]
     Deadline(std::time::Duration, String),
     #[error("the {hook} URL {url} answered {status}: {body}")]
@@ -115,7 +134,57 @@ pub struct EtcdEnv {
     pub client_url: String,
     pub peer_url: String,
     pub client_port: String,
+    /// The name this member publishes: `ETCD_NAME` (the user's, if they set one), else the
+    /// pod name.
+    pub name: String,
+    /// Where etcd keeps this member's data.
     pub data_dir: PathBuf,
+    /// etcd's WAL directory when it is not `<data dir>/member/wal`.
+    pub wal_dir: Option<PathBuf>,
+    /// `None` when the injector read both directories off etcd's own command line and env
+    /// (`RAFT_DATA_DIR`); otherwise why they are only a guess. A member whose data is not
+    /// found at a guessed place is never taken for one that lost its data.
+    pub data_dir_unsure: Option<String>,
+}
+
+/// What the member's volume holds, as far as the helper can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataState {
+    /// etcd data (a WAL or a snapshot) at this path.
+    Present(PathBuf),
+    /// None where etcd keeps it, and that place is certain.
+    Absent,
+    /// None found, but the place was only a guess (why).
+    Unsure(String),
+}
+
+impl EtcdEnv {
+    /// Whether etcd would find data to start from, looking where etcd looks: the WAL
+    /// directory, else `member/wal` and `member/snap` under the data directory.
+    pub fn data_state(&self) -> DataState {
+        let non_empty = |dir: &std::path::Path| {
+            std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+        };
+        let member = self.data_dir.join("member");
+        let candidates = self
+            .wal_dir
+            .iter()
+            .cloned()
+            .chain([member.join("wal"), member.join("snap")]);
+        for candidate in candidates {
+            if non_empty(&candidate) {
+                return DataState::Present(candidate);
+            }
+        }
+        // A `member` directory etcd did not finish writing is still not nothing.
+        if member.is_dir() {
+            return DataState::Present(member);
+        }
+        match &self.data_dir_unsure {
+            None => DataState::Absent,
+            Some(why) => DataState::Unsure(why.clone()),
+        }
+    }
 }
 
 /// Runs `attempt` until it succeeds or `deadline` passes, cutting off an attempt that is
@@ -200,15 +269,29 @@ impl MemberEnv {
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                let data_dir = get("ETCD_DATA_DIR")
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| format!("{pod_name}.etcd"))
-                    .into();
+                let set = |name: &str| get(name).filter(|v| !v.is_empty());
+                let name = set("ETCD_NAME").unwrap_or_else(|| pod_name.clone());
+                let (data_dir, wal_dir, data_dir_unsure) = match set(DATA_DIR_ENV) {
+                    Some(dir) => (dir, set(WAL_DIR_ENV), None),
+                    // Injected before the injector resolved the directories, or the
+                    // command line did not say (see the admission warning).
+                    None => (
+                        set("ETCD_DATA_DIR").unwrap_or_else(|| format!("{name}.etcd")),
+                        set("ETCD_WAL_DIR"),
+                        Some(format!(
+                            "{DATA_DIR_ENV} is not set, so where etcd keeps its data was not read off its \
+                             command line at admission (see the StatefulSet's admission warnings)"
+                        )),
+                    ),
+                };
                 Some(EtcdEnv {
                     client_url,
                     peer_url,
                     client_port,
-                    data_dir,
+                    name,
+                    data_dir: data_dir.into(),
+                    wal_dir: wal_dir.map(PathBuf::from),
+                    data_dir_unsure,
                 })
             }
         };

@@ -80,7 +80,7 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
     if r.flavor == Flavor::Etcd {
         let (peer, client) = (r.peer_port, r.client_port);
         env.extend([
-            literal("ETCD_NAME", "$(POD_NAME)"),
+            literal("ETCD_NAME", super::names::ETCD_NAME_DEFAULT),
             literal("ETCD_INITIAL_CLUSTER", r.etcd_initial_cluster()),
             literal(
                 "ETCD_INITIAL_CLUSTER_TOKEN",

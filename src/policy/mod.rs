@@ -4,6 +4,7 @@
 pub mod context;
 pub mod dns;
 pub mod env;
+pub mod etcd_data;
 pub mod flavor;
 pub mod mutate;
 pub mod names;

@@ -54,6 +54,7 @@ fn join_init_container<'a>(
     env: Option<&'a [Env<'a>]>,
     mounts: &'a [VolumeMount],
 ) -> WithEnv<'a> {
+    // The target's working directory too: etcd resolves a relative data directory there.
     WithEnv {
         command: [HELPER_BINARY, "member", "join"],
         env,
@@ -64,7 +65,25 @@ fn join_init_container<'a>(
         restart_policy: None,
         security_context: target.security_context.clone(),
         volume_mounts: Some(mounts),
+        working_dir: target.working_dir.as_deref(),
     }
+}
+
+/// The join container's `RAFT_DATA_DIR` (and `RAFT_WAL_DIR`): where etcd in `target` keeps
+/// its data, when its command line and env say so for certain. Without them the helper
+/// never takes the member for one without data (see `member::join`).
+fn join_data_env(target: &Container) -> Vec<EnvVar> {
+    let Ok(location) = super::etcd_data::locate(target, ETCD_NAME_DEFAULT) else {
+        return Vec::new();
+    };
+    let var = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let mut env = vec![var(DATA_DIR_ENV, location.data_dir)];
+    env.extend(location.wal_dir.map(|dir| var(WAL_DIR_ENV, dir)));
+    env
 }
 
 /// The join container's mounts: the target's, and the helper volume writable.
@@ -90,12 +109,14 @@ fn join_mounts(target: &Container) -> Vec<VolumeMount> {
 enum Env<'a> {
     User(&'a EnvVar),
     Injected(&'a RawValue),
+    /// Set on the join container only (where etcd keeps its data).
+    Join(&'a EnvVar),
 }
 
 impl Serialize for Env<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Env::User(var) => var.serialize(serializer),
+            Env::User(var) | Env::Join(var) => var.serialize(serializer),
             Env::Injected(json) => json.serialize(serializer),
         }
     }
@@ -124,6 +145,8 @@ struct WithEnv<'a> {
     security_context: Option<SecurityContext>,
     #[serde(skip_serializing_if = "Option::is_none")]
     volume_mounts: Option<&'a [VolumeMount]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_dir: Option<&'a str>,
 }
 
 /// The target's command behind `member exec --`, or `None` when it is wrapped already.
@@ -189,6 +212,7 @@ fn reconcile_sidecar<'a>(image: &'a str, env: Option<&'a [Env<'a>]>) -> WithEnv<
         restart_policy: Some("Always"),
         security_context: Some(restricted_security_context()),
         volume_mounts: None,
+        working_dir: None,
     }
 }
 
@@ -491,14 +515,22 @@ pub fn mutate_json_with(
     // rather than a second and third copy of its JSON (a third of the patch).
     let env_path = under(&container_path, &["env"]);
     let member_env = target.env.is_some() || !desired.is_empty();
-    let mut append_with_env = |ops: &mut Ops, container: &WithEnv| {
+    let mut append_with_env = |ops: &mut Ops, container: &WithEnv, extra: &[EnvVar]| {
         ops.add(under(&pod_path, &["initContainers", "-"]), container);
+        let index = next_init.to_string();
         if member_env {
-            let index = next_init.to_string();
             ops.copy(
                 env_path.iter().copied(),
                 under(&pod_path, &["initContainers", &index, "env"]),
             );
+            for var in extra {
+                ops.add(
+                    under(&pod_path, &["initContainers", &index, "env", "-"]),
+                    var,
+                );
+            }
+        } else if !extra.is_empty() {
+            ops.add(under(&pod_path, &["initContainers", &index, "env"]), &extra);
         }
         next_init += 1;
     };
@@ -507,11 +539,21 @@ pub fn mutate_json_with(
     let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
     if is_etcd || r.joins_by_url {
         let mounts = join_mounts(target);
+        let data_env = if is_etcd {
+            join_data_env(target)
+        } else {
+            Vec::new()
+        };
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
-            None => append_with_env(&mut ops, &join_init_container(target, None, &mounts)),
+            None => append_with_env(
+                &mut ops,
+                &join_init_container(target, None, &mounts),
+                &data_env,
+            ),
             Some(i) if refresh => {
                 // Rare (injected, and no member has run yet): compared as JSON, whole.
-                let env = final_env(target, &desired, injected, owned_before);
+                let mut env = final_env(target, &desired, injected, owned_before);
+                env.extend(data_env.iter().map(Env::Join));
                 let join = join_init_container(target, Some(&env), &mounts);
                 let differs = inits.is_some_and(|list| {
                     serde_json::to_value(&list[i]).ok() != serde_json::to_value(&join).ok()
@@ -541,7 +583,7 @@ pub fn mutate_json_with(
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
             let sidecar = reconcile_sidecar(&ctx.settings.helper_image, None);
-            append_with_env(&mut ops, &sidecar);
+            append_with_env(&mut ops, &sidecar, &[]);
         }
         if let Some(command) = wrapped_command(target) {
             ops.add(under(&container_path, &["command"]), &command);

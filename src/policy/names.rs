@@ -46,3 +46,12 @@ pub fn is_raft_workload(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::O
         .and_then(|labels| labels.get(RAFT_LABEL))
         .is_some_and(|value| value == "true")
 }
+
+/// The `ETCD_NAME` the etcd flavor sets when the user does not.
+pub const ETCD_NAME_DEFAULT: &str = "$(POD_NAME)";
+
+/// On the join container: etcd's data directory as resolved at admission (SPEC §4).
+pub const DATA_DIR_ENV: &str = "RAFT_DATA_DIR";
+
+/// On the join container: etcd's WAL directory, when it is not under the data directory.
+pub const WAL_DIR_ENV: &str = "RAFT_WAL_DIR";

@@ -267,6 +267,18 @@ fn check_target_container(
         ));
     }
 
+    if let Some(Err(why)) = resolved
+        .filter(|r| r.flavor == Flavor::Etcd)
+        .map(|_| super::etcd_data::locate(container, super::names::ETCD_NAME_DEFAULT))
+    {
+        verdict.warnings.push(format!(
+            "cannot tell where etcd in container {:?} keeps its data: {why}; a member that comes back \
+             without data is then never replaced automatically (it waits, with an Event, for an operator) — \
+             run etcd directly and give --data-dir as a flag or ETCD_DATA_DIR",
+            clip(&container.name)
+        ));
+    }
+
     // Built only when the container has a var of a name the injector sets (every such name
     // is in INJECTED_NAMES).
     let mut ours = None;
