@@ -144,6 +144,9 @@ fn main() {
         metrics: Arc::new(Metrics::default()),
         cache_grace: Duration::ZERO,
         body_timeout: Duration::from_secs(10),
+        budget: raft_injector::server::budget::BodyBudget::new(
+            raft_injector::server::app::DEFAULT_BODY_BUDGET,
+        ),
     });
     let create = std::fs::read_to_string("tests/data/create-etcd.json").unwrap();
     // The review most writes to a running cluster send: an UPDATE re-applying the injected

@@ -230,6 +230,14 @@ pub struct ServeArgs {
     /// Most HTTPS connections open at once; at the cap, stalled connections are closed first.
     #[arg(long, env = "RAFT_INJECTOR_MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,
+    /// Bytes of request bodies held by all requests together; above it the body that has
+    /// been arriving the longest is shed (503). At least 3 MiB (one whole review).
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_MAX_BUFFERED_BODY_BYTES",
+        default_value_t = crate::server::app::DEFAULT_BODY_BUDGET
+    )]
+    pub max_buffered_body_bytes: usize,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -244,6 +252,8 @@ pub enum ConfigError {
     ClusterDomain(String),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--max-buffered-body-bytes is {0}; it must hold at least one whole review of {max} bytes", max = crate::server::app::MAX_BODY_BYTES)]
+    BodyBudget(usize),
 }
 
 impl ServeArgs {
@@ -268,6 +278,9 @@ impl ServeArgs {
                 return Err(ConfigError::Zero(flag));
             }
         }
+        if self.max_buffered_body_bytes < crate::server::app::MAX_BODY_BYTES {
+            return Err(ConfigError::BodyBudget(self.max_buffered_body_bytes));
+        }
         Ok(ServeConfig {
             addr: self.addr,
             metrics_addr: self.metrics_addr,
@@ -285,6 +298,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            body_budget: self.max_buffered_body_bytes,
         })
     }
 }

@@ -38,6 +38,9 @@ async fn setup(limits: Limits) -> Setup {
         metrics: Default::default(),
         cache_grace: Duration::ZERO,
         body_timeout: BODY_TIMEOUT,
+        budget: raft_injector::server::budget::BodyBudget::new(
+            raft_injector::server::app::DEFAULT_BODY_BUDGET,
+        ),
     });
     let server = start(paths, app, limits).await;
     Setup {

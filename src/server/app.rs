@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::HttpBody as _;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
+use super::budget::{BodyBudget, Hold, Shed};
 use super::metrics::{Metrics, Outcome};
 use crate::admission::{decide, parse, respond, settle, subject, Webhook};
 use crate::cluster::Lookup;
@@ -30,7 +32,14 @@ pub struct AppState {
     pub cache_grace: Duration,
     /// A request body must arrive within this.
     pub body_timeout: Duration,
+    /// Bounds the bytes of all request bodies held at once.
+    pub budget: BodyBudget,
 }
+
+/// The default body budget: a quarter of the shipped Deployment's 256 MiB limit. A body is
+/// held once as it arrives and copied once into one buffer, and the rest of the server
+/// (caches, TLS buffers of up to 1000 connections) needs the remainder.
+pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -48,24 +57,74 @@ async fn validate(state: State<AppState>, body: Body) -> Response {
 }
 
 /// Reads the whole body, at most [`MAX_BODY_BYTES`] of it and within `timeout`, so a client
-/// that trickles or floods never holds a request open.
-async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, (StatusCode, String)> {
-    let collect = Limited::new(body, MAX_BODY_BYTES).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err((
+/// that trickles or floods never holds a request open; every byte is reserved from the
+/// shared budget first (see [`super::budget`]).
+async fn read_body(
+    body: Body,
+    timeout: Duration,
+    hold: &Hold,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body exceeds the {MAX_BODY_BYTES} byte limit for an AdmissionReview"),
-        )),
-        Ok(Err(error)) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("cannot read request body: {error}"),
-        )),
-        Err(_) => Err((
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = body;
+        let mut chunks = Vec::new();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {error}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            len += data.len();
+            if len > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            hold.reserve(data.len()).await.map_err(shed_response)?;
+            chunks.push(data);
+        }
+        Ok(match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut whole = Vec::with_capacity(len);
+                for chunk in &chunks {
+                    whole.extend_from_slice(chunk);
+                }
+                Bytes::from(whole)
+            }
+        })
+    };
+    tokio::select! {
+        read = tokio::time::timeout(timeout, read) => read.unwrap_or_else(|_| Err((
             StatusCode::REQUEST_TIMEOUT,
             format!("the request body did not arrive within {timeout:?}"),
-        )),
+        ))),
+        () = hold.evicted() => Err(shed_response(Shed::Evicted)),
     }
+}
+
+fn shed_response(shed: Shed) -> (StatusCode, String) {
+    let why = match shed {
+        Shed::Evicted => {
+            "this body had been arriving the longest when newer requests needed the room"
+        }
+        Shed::NoRoom => "there is no room for it",
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("request bodies being read hold the whole body budget and {why}; retry"),
+    )
 }
 
 fn reject(
@@ -88,9 +147,16 @@ fn reject(
 
 async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
-    let body = match read_body(body, state.body_timeout).await {
+    // Held until the answer is written: the body's bytes are in memory until then.
+    let hold = state.budget.enter();
+    let body = match read_body(body, state.body_timeout, &hold).await {
         Ok(body) => body,
-        Err((status, message)) => return reject(&state, webhook, status, message, started),
+        Err((status, message)) => {
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                state.metrics.shed(webhook.as_str());
+            }
+            return reject(&state, webhook, status, message, started);
+        }
     };
     let mut req = match parse(&body) {
         Ok(req) => req,

@@ -34,6 +34,10 @@ use tower::ServiceExt;
 
 use super::metrics::{Closed, Metrics};
 
+/// Concurrent HTTP/2 streams per connection (kube-apiserver opens more connections when it
+/// needs more).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+
 /// Limits on every HTTPS connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -334,7 +338,12 @@ impl Connection {
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(20)))
                 .keep_alive_timeout(self.limits.header_timeout)
-                .max_concurrent_streams(256)
+                // Each stream may buffer a body of up to 3 MiB; few streams per connection
+                // keep one client from claiming the whole body budget at once. Windows
+                // bound what the connection holds unread.
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .initial_stream_window_size(256 * 1024)
+                .initial_connection_window_size(1024 * 1024)
                 .serve_connection(io, service);
             self.drive(connection).await;
         } else {

@@ -102,6 +102,8 @@ pub struct Metrics {
     response_bytes: Family<WebhookLabels, Histogram>,
     certificate: Family<CertificateLabels, Gauge>,
     certificate_expiry: Gauge,
+    shed: Family<WebhookLabels, Counter>,
+    buffered: Gauge,
 }
 
 impl Default for Metrics {
@@ -171,6 +173,19 @@ impl Default for Metrics {
             "When the serving certificate in use expires (Unix time)",
             certificate_expiry.clone(),
         );
+        let shed = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "requests_shed",
+            "Requests answered 503 unread because request bodies held the whole body budget \
+             (the body arriving the longest is shed first)",
+            shed.clone(),
+        );
+        let buffered = Gauge::default();
+        registry.register(
+            "buffered_body_bytes",
+            "Bytes of request bodies held by all requests being read or decided",
+            buffered.clone(),
+        );
         // `raft-injector check` compares it with the version recorded in each injection.
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -190,11 +205,28 @@ impl Default for Metrics {
             cert_reloads,
             connections,
             closed,
+            shed,
+            buffered,
         }
     }
 }
 
 impl Metrics {
+    /// The body budget of `limit` bytes, reporting what it holds here.
+    pub fn body_budget(&self, limit: usize) -> super::budget::BodyBudget {
+        let budget = super::budget::BodyBudget::with_gauge(limit, self.buffered.clone());
+        self.buffered.set(0);
+        budget
+    }
+
+    pub fn shed(&self, webhook: &str) {
+        self.shed
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn observe(
         &self,
         webhook: &str,

@@ -1,6 +1,7 @@
 //! `raft-injector serve`: the webhook over HTTPS plus the health and metrics port.
 
 pub mod app;
+pub mod budget;
 pub mod health;
 pub mod listener;
 pub mod metrics;
@@ -36,6 +37,8 @@ pub struct ServeConfig {
     pub limits: listener::Limits,
     /// A request body must arrive within this.
     pub body_timeout: Duration,
+    /// Bytes of request bodies buffered by all requests together (see [`budget`]).
+    pub body_budget: usize,
 }
 
 /// File descriptors kept free of the connection cap: watches, certificate reads, the
@@ -124,6 +127,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         cache_grace: crate::cluster::CACHE_GRACE,
         body_timeout: config.body_timeout,
+        budget: metrics.body_budget(config.body_budget),
     };
     let limits = listener::Limits {
         max_connections: connection_cap(config.limits.max_connections),

@@ -169,6 +169,9 @@ pub fn app_with(
         metrics: Arc::new(Metrics::default()),
         cache_grace,
         body_timeout: std::time::Duration::from_secs(10),
+        budget: raft_injector::server::budget::BodyBudget::new(
+            raft_injector::server::app::DEFAULT_BODY_BUDGET,
+        ),
     })
 }
 
