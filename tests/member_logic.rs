@@ -245,6 +245,13 @@ fn gateway_ids_are_strings_and_unstarted_members_have_no_name() {
     assert_eq!(members[0].id, 10501334649042878790);
     assert!(members[0].is_started());
     assert!(!members[1].is_started() && members[1].is_learner);
+    // A member of the initial cluster is listed under its name before it ever starts; only
+    // published client URLs say it has run (a bootstrap member starting late must not be
+    // taken for one that lost its data).
+    let json = r#"{"members":[{"ID":"7","name":"etcd-2","peerURLs":["http://etcd-2.x:2380"]}]}"#;
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let late: Vec<Member> = serde_json::from_value(value["members"].clone()).unwrap();
+    assert!(!late[0].is_started());
     assert_eq!(
         host_of(&members[0].peer_urls[0]),
         "etcd-0.etcd.prod.svc.cluster.local"

@@ -37,7 +37,8 @@ impl EtcdError {
 pub struct Member {
     #[serde(rename = "ID", with = "id_string")]
     pub id: u64,
-    /// Empty until the member has started and published its name.
+    /// Empty for a member added with `member add` until it starts; set from the start for
+    /// the members of the initial cluster.
     #[serde(default)]
     pub name: String,
     #[serde(rename = "peerURLs", default)]
@@ -49,8 +50,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// Whether the member has run: a started member publishes its client URLs. (Its name is
+    /// not enough: members named in `--initial-cluster` are listed under their names by the
+    /// members that formed the cluster before they themselves ever start.)
     pub fn is_started(&self) -> bool {
-        !self.name.is_empty()
+        !self.client_urls.is_empty()
     }
 }
 
