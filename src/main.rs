@@ -241,7 +241,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                             JoinOutcome::BootstrapPeer => (
                                 "MemberBootstrapping",
                                 format!(
-                                    "a bootstrap member (ordinal {} < {}, named in RAFT_PEERS); no join call needed",
+                                    "a bootstrap member (ordinal {}, one of the {} named in RAFT_PEERS); no join call needed",
                                     env.ordinal, env.bootstrap_size
                                 ),
                             ),

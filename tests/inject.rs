@@ -314,6 +314,42 @@ fn etcd_flavor_sets_the_etcd_configuration() {
 }
 
 #[test]
+fn start_ordinals_name_the_members_that_exist() {
+    let (mut sts, svc) = etcd();
+    sts.spec.as_mut().unwrap().ordinals =
+        Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(1) });
+    let out = injected(&sts, Some(&svc));
+    let host = |i: u8| format!("etcd-{i}.etcd.default.svc.cluster.local");
+    assert_eq!(
+        value_of(&out, 0, "RAFT_PEERS").unwrap(),
+        format!("{}:2380,{}:2380,{}:2380", host(1), host(2), host(3))
+    );
+    assert_eq!(
+        value_of(&out, 0, "ETCD_INITIAL_CLUSTER").unwrap(),
+        format!(
+            "etcd-1=http://{}:2380,etcd-2=http://{}:2380,etcd-3=http://{}:2380",
+            host(1),
+            host(2),
+            host(3)
+        )
+    );
+
+    // Once members have run, moving the start is denied, with the reason and the way out.
+    let mut moved = out.clone();
+    moved.spec.as_mut().unwrap().ordinals =
+        Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(0) });
+    let verdict = common::check(&moved, Some(&svc), Some(&out));
+    let denial = verdict.denial().expect("a start change is denied");
+    assert!(
+        denial.contains("spec.ordinals.start changes from 1 to 0")
+            && denial.contains("keep spec.ordinals.start at 1"),
+        "{denial}"
+    );
+    // The same object unchanged is fine.
+    assert!(common::check(&out, Some(&svc), Some(&out)).is_allowed());
+}
+
+#[test]
 fn user_set_values_are_never_overwritten() {
     let (mut sts, svc) = etcd();
     let container = common::first_container(&mut sts);

@@ -8,6 +8,7 @@ use raft_injector::member::etcd::{host_of, quorum, Member};
 use raft_injector::member::generic::HookUrl;
 use raft_injector::member::leave::{decide, Decision};
 use raft_injector::member::{MemberEnv, MemberError};
+use raft_injector::policy::ordinals::Members;
 
 fn sts(replicas: i32) -> StatefulSet {
     StatefulSet {
@@ -21,15 +22,58 @@ fn sts(replicas: i32) -> StatefulSet {
 
 #[test]
 fn leave_removes_only_pods_at_or_beyond_replicas() {
+    let three = Members {
+        start: 0,
+        replicas: 3,
+    };
     assert_eq!(
         decide(4, Ok(Some(sts(3)))),
-        Decision::Remove { replicas: 3 }
+        Decision::Remove { members: three }
     );
     assert_eq!(
         decide(3, Ok(Some(sts(3)))),
-        Decision::Remove { replicas: 3 }
+        Decision::Remove { members: three }
     );
     assert!(matches!(decide(2, Ok(Some(sts(3)))), Decision::Keep(why) if why.contains("restart")));
+}
+
+#[test]
+fn with_start_ordinals_the_highest_member_stays_on_a_restart() {
+    let mut from_one = sts(3);
+    if let Some(spec) = from_one.spec.as_mut() {
+        spec.ordinals = Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(1) });
+    }
+    // Pods 1..3: pod 3 restarting keeps its membership; pod 4 (after 5 -> 3) leaves.
+    assert!(matches!(
+        decide(3, Ok(Some(from_one.clone()))),
+        Decision::Keep(why) if why.contains("ordinal 3 is below spec.ordinals.start 1 + spec.replicas 3 = 4")
+    ));
+    assert_eq!(
+        decide(4, Ok(Some(from_one))),
+        Decision::Remove {
+            members: Members {
+                start: 1,
+                replicas: 3
+            }
+        }
+    );
+}
+
+#[test]
+fn the_bootstrap_set_starts_at_the_first_peers_ordinal() {
+    let peers = "etcd-1.etcd.prod.svc.cluster.local:2380,etcd-2.etcd.prod.svc.cluster.local:2380,etcd-3.etcd.prod.svc.cluster.local:2380";
+    for (ordinal, bootstrap) in [(1, true), (3, true), (4, false), (0, false)] {
+        let ordinal_text = ordinal.to_string();
+        let pod = format!("etcd-{ordinal}");
+        let env = pod_env(&[
+            ("RAFT_PEERS", peers),
+            ("RAFT_ORDINAL", &ordinal_text),
+            ("POD_NAME", &pod),
+        ]);
+        let member = MemberEnv::from_lookup(|k| env.get(k).cloned()).unwrap();
+        assert_eq!(member.ordinal_start, 1);
+        assert_eq!(member.is_bootstrap_member(), bootstrap, "ordinal {ordinal}");
+    }
 }
 
 #[test]

@@ -521,3 +521,84 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");
 }
+
+/// `spec.ordinals.start: 1`: the members are kv-1..kv-3, follow 3→5→3 as 1..5 and 1..3,
+/// and the highest one keeps its membership when its pod is deleted.
+#[test]
+fn start_ordinals_shift_every_member_and_the_scale_rules() {
+    let plane = installed();
+    let ns = namespace(plane, "ordinals", true);
+    let manifest = USER_SHAPED_ETCD.replace(
+        "  serviceName: kv-peers\n",
+        "  serviceName: kv-peers\n  ordinals:\n    start: 1\n",
+    );
+    assert_ne!(manifest, USER_SHAPED_ETCD);
+    let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&manifest));
+    assert!(ok, "{stderr}");
+    let scale = |replicas: u32| {
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "scale",
+                "-n",
+                &ns,
+                "statefulset/kv",
+                &format!("--replicas={replicas}"),
+            ],
+            None,
+        );
+        assert!(ok, "{stderr}");
+    };
+    let three = ["kv-1", "kv-2", "kv-3"];
+    wait_ready(plane, &ns, &three);
+    let initial = wait_members(plane, &ns, &three, &three);
+    put(plane, &ns, "kv-1", "/ordinals/key", "kept");
+
+    scale(5);
+    let five = ["kv-1", "kv-2", "kv-3", "kv-4", "kv-5"];
+    wait_ready(plane, &ns, &five);
+    let grown = wait_members(plane, &ns, &five, &five);
+    for name in three {
+        assert_eq!(grown[name], initial[name], "{name} kept its member ID");
+    }
+    let joined = wait_event(plane, &ns, "MemberJoined", "kv-5");
+    assert!(
+        joined.contains("beyond the bootstrap set of 3 from ordinal 1"),
+        "{joined}"
+    );
+
+    scale(3);
+    wait_ready(plane, &ns, &three);
+    assert_eq!(wait_members(plane, &ns, &three, &three), initial);
+    let removed = wait_event(plane, &ns, "MemberRemoved", "kv-4");
+    assert!(
+        removed.contains("spec.ordinals.start 1 + spec.replicas 3"),
+        "{removed}"
+    );
+
+    // The highest member restarting is not a scale-down.
+    let old_uid = get(plane, &ns, "pod/kv-3").unwrap()["metadata"]["uid"].clone();
+    let (ok, _, stderr) = run(
+        plane,
+        &["delete", "pod", "-n", &ns, "kv-3", "--wait=false"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    let kept = wait_event(plane, &ns, "MemberKept", "kv-3");
+    assert!(
+        kept.contains("below spec.ordinals.start 1 + spec.replicas 3"),
+        "{kept}"
+    );
+    wait(plane, &ns, 240, "kv-3 did not come back", || {
+        let pod = get(plane, &ns, "pod/kv-3")?;
+        (pod["metadata"]["uid"] != old_uid).then_some(())
+    });
+    wait_ready(plane, &ns, &three);
+    assert_eq!(wait_members(plane, &ns, &three, &three), initial);
+    assert_eq!(
+        read_key(plane, &ns, "kv-3", "/ordinals/key").as_deref(),
+        Some("kept")
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}

@@ -2,8 +2,8 @@
 //! rules read, as the k8s-openapi types the rules take. Strings are read in place from the
 //! request body and copied only when kept.
 //!
-//! Kept: the name; raft-injector's own labels and annotations (an empty map stays an empty
-//! map: the patch adds into it instead of replacing it); the replica count, service name,
+//! Kept: the name, the deletion timestamp; raft-injector's own labels and annotations (an empty map stays an empty
+//! map: the patch adds into it instead of replacing it); the replica count, start ordinal, service name,
 //! pod management policy, claim retention policy and how many claim templates there are;
 //! the pod template's labels, and whether it has a volume list and the helper volume in it
 //! (name only); of every container what injection reads or builds on (name, image, pull
@@ -58,6 +58,7 @@ struct Meta {
 #[serde(rename_all = "camelCase")]
 struct Spec<'a> {
     replicas: Option<i32>,
+    ordinals: Option<k8s_openapi::api::apps::v1::StatefulSetOrdinals>,
     service_name: Option<String>,
     pod_management_policy: Option<String>,
     persistent_volume_claim_retention_policy:
@@ -308,6 +309,7 @@ impl Object<'_> {
             None => None,
             Some(spec) => Some(StatefulSetSpec {
                 replicas: spec.replicas,
+                ordinals: spec.ordinals,
                 service_name: spec.service_name,
                 pod_management_policy: spec.pod_management_policy,
                 persistent_volume_claim_retention_policy: spec

@@ -1,6 +1,6 @@
 //! The stored object of an UPDATE (`oldObject`), decoded into only what the rules read of
 //! it: the status annotation (bootstrap size, flavor, the env vars the injector owns),
-//! `spec.replicas`, and whether the reconcile sidecar is among the init containers (kept as
+//! `spec.replicas` and `spec.ordinals`, and whether the reconcile sidecar is among the init containers (kept as
 //! a name-only container, the others left out: the rules ask nothing else of them). The
 //! rest of a 7 KB StatefulSet (the other annotations, the containers, their env, probes and
 //! volumes) is skipped by the parser instead of being built into k8s-openapi types and
@@ -10,7 +10,7 @@
 //! `tests/admission_slim.rs` checks that the UPDATEs built from the examples are decided
 //! the same with the full stored object and with this one.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetOrdinals, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
@@ -34,6 +34,7 @@ struct Meta {
 #[derive(Deserialize)]
 struct Spec {
     replicas: Option<i32>,
+    ordinals: Option<StatefulSetOrdinals>,
     #[serde(default)]
     template: Template,
 }
@@ -63,6 +64,7 @@ impl Old {
             },
             spec: self.spec.map(|spec| StatefulSetSpec {
                 replicas: spec.replicas,
+                ordinals: spec.ordinals,
                 template: PodTemplateSpec {
                     metadata: None,
                     spec: spec.template.spec.map(|pod| PodSpec {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::Check;
 use crate::member::etcd::ordinal_of;
+use crate::policy::ordinals::Members;
 
 /// What `raft-injector member status -o json` prints, read leniently: the helper in a pod
 /// may be of another version than this binary.
@@ -60,24 +61,29 @@ pub const CHECK: &str = "Raft members match spec.replicas";
 pub fn judge(
     group: &str,
     source: &Source,
-    replicas: i32,
+    range: Members,
     reported: &Reported,
     settling: bool,
 ) -> Check {
     let sts = source.statefulset;
+    let replicas = range.replicas;
     let stale: Vec<&ReportedMember> = reported
         .members
         .iter()
-        .filter(|m| ordinal_of(sts, &m.name).is_none_or(|o| o >= replicas))
+        .filter(|m| ordinal_of(sts, &m.name).is_none_or(|o| o < range.start || range.is_beyond(o)))
         .collect();
-    let missing: Vec<String> = (0..replicas)
+    let missing: Vec<String> = range
+        .ordinals()
         .map(|i| format!("{sts}-{i}"))
         .filter(|name| !reported.members.iter().any(|m| &m.name == name))
         .collect();
     let mut problems = Vec::new();
     for m in &stale {
         let why = match ordinal_of(sts, &m.name) {
-            Some(o) => format!("ordinal {o} is at or beyond spec.replicas {replicas}"),
+            Some(o) if o < range.start => {
+                format!("ordinal {o} is below spec.ordinals.start {}", range.start)
+            }
+            Some(o) => format!("ordinal {o} is at or beyond {range}"),
             None => format!("not a pod of StatefulSet {sts} (added by hand or by another tool?)"),
         };
         problems.push(format!("stale member {}: {why}", m.describe()));
@@ -152,6 +158,11 @@ mod tests {
     use super::*;
     use crate::check::Outcome;
 
+    const THREE: Members = Members {
+        start: 0,
+        replicas: 3,
+    };
+
     fn member(id: &str, name: &str, started: bool) -> ReportedMember {
         ReportedMember {
             id: id.to_owned(),
@@ -189,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_members_of_spec_replicas_and_a_leader_pass() {
-        let check = judge("g", &SOURCE, 3, &reported(three()), false);
+        let check = judge("g", &SOURCE, THREE, &reported(three()), false);
         assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
         assert!(
             check
@@ -208,7 +219,7 @@ mod tests {
             peer_urls: vec!["http://fake.invalid:2380".to_owned()],
             ..member("8e9e", "fake", false)
         });
-        let check = judge("g", &SOURCE, 3, &reported(members), false);
+        let check = judge("g", &SOURCE, THREE, &reported(members), false);
         assert_eq!(check.outcome, Outcome::Fail);
         let detail = check.detail.unwrap();
         assert!(
@@ -234,7 +245,7 @@ mod tests {
             member("c3", "etcd-2", true),
             member("d4", "etcd-3", true),
         ];
-        let check = judge("g", &SOURCE, 3, &reported(members), false);
+        let check = judge("g", &SOURCE, THREE, &reported(members), false);
         assert_eq!(check.outcome, Outcome::Fail);
         let detail = check.detail.unwrap();
         assert!(detail.contains("stale member etcd-3 (id d4"), "{detail}");
@@ -254,7 +265,7 @@ mod tests {
     fn drift_while_scaling_is_a_warning_and_no_leader_is_a_failure() {
         let mut members = three();
         members.push(member("d4", "etcd-3", true));
-        let check = judge("g", &SOURCE, 3, &reported(members), true);
+        let check = judge("g", &SOURCE, THREE, &reported(members), true);
         assert_eq!(check.outcome, Outcome::Warn);
         assert!(check
             .hint
@@ -262,7 +273,7 @@ mod tests {
             .starts_with("the StatefulSet is still scaling"));
         let mut leaderless = reported(three());
         leaderless.leader = None;
-        let check = judge("g", &SOURCE, 3, &leaderless, false);
+        let check = judge("g", &SOURCE, THREE, &leaderless, false);
         assert_eq!(check.outcome, Outcome::Fail);
         assert!(check.detail.unwrap().contains("no leader"));
     }

@@ -216,7 +216,8 @@ async fn members(
     }
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let mut candidates = Vec::new();
-    for ordinal in 0..replicas.min(3) {
+    let range = crate::policy::ordinals::Members::of(sts);
+    for ordinal in range.ordinals().take(3) {
         let pod_name = format!("{name}-{ordinal}");
         if let Ok(Some(pod)) = bounded(options.timeout, pods.get_opt(&pod_name)).await {
             if is_ready(&pod) {
@@ -225,7 +226,11 @@ async fn members(
         }
     }
     let settling = is_settling(sts);
-    let mut last = format!("no pod among {name}-0..{} is Ready", replicas.min(3) - 1);
+    let mut last = format!(
+        "no pod among {name}-{}..{} is Ready",
+        range.start,
+        range.start + replicas.min(3) - 1
+    );
     for pod in &candidates {
         let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
         let Some(container) = helper_container(pod) else {
@@ -240,7 +245,7 @@ async fn members(
                     pod: pod_name,
                     container: &container,
                 };
-                return membership::judge(group, &source, replicas, &reported, settling);
+                return membership::judge(group, &source, range, &reported, settling);
             }
             Err(e) => last = format!("{pod_name}: {e}"),
         }

@@ -53,7 +53,7 @@ pub enum JoinOutcome {
 /// members call nothing: the injected peer list already names them. A restarted member
 /// calls again, which the URL's contract makes harmless (already a member is success).
 pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutcome, MemberError> {
-    if env.ordinal < env.bootstrap_size {
+    if env.is_bootstrap_member() {
         return Ok(JoinOutcome::BootstrapPeer);
     }
     let deadline = Instant::now() + budget;
@@ -187,7 +187,7 @@ async fn decide_and_join(
         .into_iter()
         .map(|host| format!("http://{host}:{}", etcd.client_port))
         .collect();
-    let bootstrap_member = env.ordinal < env.bootstrap_size;
+    let bootstrap_member = env.is_bootstrap_member();
 
     let mut data_set_aside = None;
     let why;
@@ -242,8 +242,12 @@ async fn decide_and_join(
             );
         }
         _ => {
+            let from = match env.ordinal_start {
+                0 => String::new(),
+                start => format!(" from ordinal {start}"),
+            };
             why = format!(
-                "ordinal {} is beyond the bootstrap set of {}",
+                "ordinal {} is beyond the bootstrap set of {}{from}",
                 env.ordinal, env.bootstrap_size
             );
         }

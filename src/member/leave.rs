@@ -13,14 +13,15 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 
 use super::etcd::{host_of, quorum, Gateway, Member};
 use super::{MemberEnv, MemberError};
+use crate::policy::ordinals::Members;
 
 /// What `leave` decided before touching the Raft configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Keep the membership, and why.
     Keep(String),
-    /// This pod is being scaled away.
-    Remove { replicas: i32 },
+    /// This pod is being scaled away: its ordinal is at or beyond the end of `members`.
+    Remove { members: Members },
 }
 
 /// Decides from the StatefulSet as the API server returned it (or failed to).
@@ -41,19 +42,19 @@ pub fn decide(ordinal: i32, statefulset: Result<Option<StatefulSet>, String>) ->
             "the StatefulSet is being deleted; keeping the membership".to_owned(),
         );
     }
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    if replicas == 0 {
+    let members = Members::of(&sts);
+    if members.replicas == 0 {
         return Decision::Keep(
             "spec.replicas is 0: the whole cluster is stopping and must come back intact; keeping the membership"
                 .to_owned(),
         );
     }
-    if ordinal < replicas {
+    if !members.is_beyond(ordinal) {
         return Decision::Keep(format!(
-            "ordinal {ordinal} is below spec.replicas {replicas}: a restart, update or eviction; keeping the membership"
+            "ordinal {ordinal} is below {members}: a restart, update or eviction; keeping the membership"
         ));
     }
-    Decision::Remove { replicas }
+    Decision::Remove { members }
 }
 
 /// Reads the StatefulSet with the pod's credentials (in-cluster, or KUBECONFIG).
@@ -212,7 +213,7 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         .and_then(|sts| sts.metadata.annotations.as_ref())
         .and_then(|a| a.get(crate::policy::names::LEAVE_URL_ANNOTATION))
         .cloned();
-    let replicas = match decide(env.ordinal, statefulset) {
+    let members = match decide(env.ordinal, statefulset) {
         Decision::Keep(why) => {
             return Ok(Outcome {
                 reason: "MemberKept",
@@ -222,12 +223,13 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
                 ),
             })
         }
-        Decision::Remove { replicas } => replicas,
+        Decision::Remove { members } => members,
     };
     tracing::info!(
         member = %env.pod_name,
         ordinal = env.ordinal,
-        replicas,
+        replicas = members.replicas,
+        start = members.start,
         "scaled away: removing this member from the Raft configuration"
     );
     let remaining = budget.saturating_sub(started.elapsed());
@@ -247,7 +249,7 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         Removal::Removed => Outcome {
             reason: "MemberRemoved",
             message: format!(
-                "removed from the Raft configuration (ordinal {} >= spec.replicas {replicas}) in {:.1?}",
+                "removed from the Raft configuration (ordinal {} >= {members}) in {:.1?}",
                 env.ordinal,
                 started.elapsed()
             ),
@@ -255,7 +257,7 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         Removal::AlreadyGone => Outcome {
             reason: "MemberAlreadyRemoved",
             message: format!(
-                "scaled away (ordinal {} >= spec.replicas {replicas}) and already out of the Raft configuration",
+                "scaled away (ordinal {} >= {members}) and already out of the Raft configuration",
                 env.ordinal
             ),
         },

@@ -122,6 +122,8 @@ pub struct MemberEnv {
     pub id: String,
     pub address: String,
     pub bootstrap_size: i32,
+    /// The first bootstrap member's ordinal (`spec.ordinals.start`), read off `RAFT_PEERS`.
+    pub ordinal_start: i32,
     /// `host:port` of each bootstrap member.
     pub peers: Vec<String>,
     /// etcd flavor only.
@@ -251,11 +253,22 @@ impl MemberEnv {
             value: size_text.clone(),
             why: "not a number",
         })?;
-        let peers = need("RAFT_PEERS")?
+        let peers: Vec<String> = need("RAFT_PEERS")?
             .split(',')
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
             .collect();
+        // `<sts>-<ordinal>.<service>...:<port>`: the first one's ordinal is the start.
+        let ordinal_start = peers
+            .first()
+            .and_then(|p| p.split('.').next())
+            .and_then(|host| {
+                host.strip_prefix(&statefulset)?
+                    .strip_prefix('-')?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
         let etcd = match get("ETCD_ADVERTISE_CLIENT_URLS").filter(|v| !v.is_empty()) {
             None => None,
             Some(urls) => {
@@ -303,6 +316,7 @@ impl MemberEnv {
             statefulset,
             ordinal,
             bootstrap_size,
+            ordinal_start,
             peers,
             etcd,
         })
@@ -310,6 +324,12 @@ impl MemberEnv {
 
     pub fn from_process_env() -> Result<MemberEnv, MemberError> {
         Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Whether this member is one of the bootstrap set that `RAFT_PEERS` names.
+    pub fn is_bootstrap_member(&self) -> bool {
+        (self.ordinal_start..self.ordinal_start.saturating_add(self.bootstrap_size))
+            .contains(&self.ordinal)
     }
 
     /// Hosts of the bootstrap members other than this one.

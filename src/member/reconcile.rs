@@ -29,6 +29,7 @@ use super::etcd::{label, ordinal_in, Gateway, Member};
 use super::events::{record, Kind};
 use super::leave::{list_from_any, remove_member, Removal};
 use super::{MemberEnv, MemberError};
+use crate::policy::ordinals::Members;
 
 /// What one look at the cluster calls for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub enum Plan {
     Candidate {
         member: Member,
         ordinal: i32,
-        replicas: i32,
+        members: Members,
     },
 }
 
@@ -61,11 +62,12 @@ pub fn plan(
         }
         Ok(Some(sts)) => sts,
     };
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let range = Members::of(sts);
+    let replicas = range.replicas;
     let Some((ordinal, member)) = members
         .iter()
         .filter_map(|m| ordinal_in(statefulset, m).map(|o| (o, m)))
-        .filter(|(o, _)| *o >= replicas)
+        .filter(|(o, _)| range.is_beyond(*o))
         .max_by_key(|(o, _)| *o)
     else {
         return Plan::Converged;
@@ -97,7 +99,7 @@ pub fn plan(
     Plan::Candidate {
         member: member.clone(),
         ordinal,
-        replicas,
+        members: range,
     }
 }
 
@@ -138,7 +140,7 @@ pub async fn pass(
             .map_err(|e| e.to_string())
     };
     let first = read().await;
-    let (member, ordinal, replicas) = match plan(
+    let (member, ordinal, range) = match plan(
         &env.statefulset,
         first.as_ref().map(Option::as_ref).map_err(Clone::clone),
         &members,
@@ -146,8 +148,8 @@ pub async fn pass(
         Plan::Candidate {
             member,
             ordinal,
-            replicas,
-        } => (member, ordinal, replicas),
+            members: range,
+        } => (member, ordinal, range),
         Plan::Refuse { member, why } => {
             return Ok(Pass::Refused(format!("stale member {member} kept: {why}")))
         }
@@ -176,7 +178,7 @@ pub async fn pass(
         second.as_ref().map(Option::as_ref).map_err(Clone::clone),
         &members,
     );
-    if !matches!(&again, Plan::Candidate { member: m, replicas: r, .. } if m.id == member.id && *r == replicas)
+    if !matches!(&again, Plan::Candidate { member: m, members: r, .. } if m.id == member.id && *r == range)
     {
         return Ok(Pass::Quiet(Plan::Wait(
             "the StatefulSet changed during the check; looking again next pass".to_owned(),
@@ -185,15 +187,15 @@ pub async fn pass(
     let name = label(&member);
     match remove_member(gateway, &member, &members, &endpoints).await {
         Ok(Removal::Removed) => Ok(Pass::Repaired(format!(
-            "removed stale member {name} (id {:x}): ordinal {ordinal} >= spec.replicas {replicas} and pod {pod} \
+            "removed stale member {name} (id {:x}): ordinal {ordinal} >= {range} and pod {pod} \
              is gone, so its own leave did not finish; {} members remain",
             member.id,
             members.len() - 1
         ))),
         Ok(Removal::AlreadyGone) => Ok(Pass::Quiet(Plan::Converged)),
-        Err(error @ MemberError::QuorumAtRisk { .. }) => Ok(Pass::Refused(format!(
-            "stale member {name} kept: {error}"
-        ))),
+        Err(error @ MemberError::QuorumAtRisk { .. }) => {
+            Ok(Pass::Refused(format!("stale member {name} kept: {error}")))
+        }
         Err(error) => Err(error),
     }
 }
@@ -344,11 +346,35 @@ mod tests {
             Plan::Candidate {
                 member,
                 ordinal,
-                replicas,
+                members,
             } => {
-                assert_eq!((member.name.as_str(), ordinal, replicas), ("etcd-4", 4, 3));
+                assert_eq!(
+                    (member.name.as_str(), ordinal, members.replicas),
+                    ("etcd-4", 4, 3)
+                );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_start_ordinals_only_members_past_start_plus_replicas_are_stale() {
+        let members = started(5);
+        let mut set = sts(3, 3);
+        if let Some(spec) = set.spec.as_mut() {
+            spec.ordinals =
+                Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(1) });
+        }
+        // Members 0..4; the StatefulSet wants 1..3: only etcd-4 is past the end (etcd-0 is
+        // below the start, which is not a scale-down and is left to the operator).
+        match plan("etcd", Ok(Some(&set)), &members) {
+            Plan::Candidate { member, .. } => assert_eq!(member.name, "etcd-4"),
+            other => panic!("{other:?}"),
+        }
+        let four: Vec<Member> = started(5).into_iter().skip(1).collect();
+        match plan("etcd", Ok(Some(&set)), &four[..3]) {
+            Plan::Converged => {}
+            other => panic!("members 1..3 are exactly the range: {other:?}"),
         }
     }
 

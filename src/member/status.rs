@@ -50,21 +50,20 @@ pub struct Status {
 pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
     let mut problems = Vec::new();
     let statefulset = read_statefulset(env, Duration::from_secs(5)).await;
-    let replicas = statefulset
+    let range = statefulset
         .as_ref()
         .ok()
         .and_then(Option::as_ref)
-        .and_then(|s| s.spec.as_ref())
-        .map(|s| s.replicas.unwrap_or(1));
+        .map(crate::policy::ordinals::Members::of);
     if let Err(error) = &statefulset {
         problems.push(format!("cannot read the StatefulSet: {error}"));
     }
     let on_stop = match decide(env.ordinal, statefulset) {
         Decision::Keep(why) => OnStop { leaves: false, why },
-        Decision::Remove { replicas } => OnStop {
+        Decision::Remove { members } => OnStop {
             leaves: true,
             why: format!(
-                "ordinal {} >= spec.replicas {replicas}: scaled away, member leave removes this member",
+                "ordinal {} >= {members}: scaled away, member leave removes this member",
                 env.ordinal
             ),
         },
@@ -80,7 +79,7 @@ pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
         },
         id: None,
         leader: None,
-        replicas,
+        replicas: range.map(|r| r.replicas),
         members: Vec::new(),
         on_stop,
         problems,
@@ -118,8 +117,8 @@ pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
                     started: m.is_started(),
                     learner: m.is_learner,
                     peer_urls: m.peer_urls.clone(),
-                    beyond_replicas: match (ordinal_in(&env.statefulset, m), replicas) {
-                        (Some(o), Some(r)) => o >= r,
+                    beyond_replicas: match (ordinal_in(&env.statefulset, m), range) {
+                        (Some(o), Some(range)) => range.is_beyond(o),
                         _ => false,
                     },
                 })

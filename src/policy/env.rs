@@ -123,6 +123,7 @@ mod tests {
                 cluster_domain: "cluster.local".into(),
                 group_id: "g".into(),
                 bootstrap_size: 3,
+                ordinal_start: 0,
                 joins_by_url: false,
             };
             let env = desired_env(&r);

@@ -8,6 +8,7 @@ pub mod etcd_data;
 pub mod flavor;
 pub mod mutate;
 pub mod names;
+pub mod ordinals;
 pub mod peers;
 pub mod replicas;
 pub mod resolve;

@@ -22,8 +22,9 @@ impl Resolved {
     /// One string of every bootstrap member written by `member`, comma-separated.
     fn join_members(&self, member: impl Fn(&mut String, i32) -> std::fmt::Result) -> String {
         let mut out = String::with_capacity(128 * self.bootstrap_size.clamp(0, 16) as usize);
-        for i in 0..self.bootstrap_size.max(0) {
-            if i > 0 {
+        let first = self.ordinal_start;
+        for i in first..first.saturating_add(self.bootstrap_size.max(0)) {
+            if i > first {
                 out.push(',');
             }
             // Writing into a String cannot fail.

@@ -33,6 +33,8 @@ pub struct Resolved {
     pub group_id: String,
     /// The frozen size of the bootstrap peer list.
     pub bootstrap_size: i32,
+    /// `spec.ordinals.start`: the bootstrap members are `ordinal_start ..` this plus the size.
+    pub ordinal_start: i32,
     /// Generic flavor with a `join-url`: members beyond the bootstrap set join through it.
     pub joins_by_url: bool,
 }
@@ -225,9 +227,17 @@ pub fn resolve(
     }
 
     let name = sts.metadata.name.clone().unwrap_or_default();
-    problems.extend(name_problems(&name, &service, ctx));
+    problems.extend(name_problems(
+        &name,
+        &service,
+        super::ordinals::start(sts),
+        ctx,
+    ));
     problems.extend(size_problems(sts, ctx, recorded));
     if let Some(problem) = flavor_change_problem(recorded, flavor) {
+        problems.push(problem);
+    }
+    if let Some(problem) = ordinal_start_change_problem(sts, ctx, recorded) {
         problems.push(problem);
     }
     for hook in [Hook::Join, Hook::Leave] {
@@ -259,6 +269,7 @@ pub fn resolve(
             cluster_domain,
             group_id,
             bootstrap_size: bootstrap_size(sts, recorded),
+            ordinal_start: super::ordinals::start(sts),
             joins_by_url,
         }),
         _ => Err(problems),
@@ -267,9 +278,14 @@ pub fn resolve(
 
 /// Every name that goes into a member's DNS name must be a DNS label, short enough for the
 /// largest ordinal; checked before any per-member value is built.
-fn name_problems(name: &str, service: &str, ctx: &Context) -> Vec<String> {
+fn name_problems(name: &str, service: &str, start: i32, ctx: &Context) -> Vec<String> {
     let mut problems = Vec::new();
-    let ordinal_digits = dns::digits(ctx.settings.max_replicas.saturating_sub(1));
+    let ordinal_digits = dns::digits(
+        ctx.settings
+            .max_replicas
+            .saturating_sub(1)
+            .saturating_add(start.max(0)),
+    );
     let longest = dns::MAX_LABEL - 1 - ordinal_digits;
     if name.is_empty() {
         problems.push(
@@ -320,6 +336,27 @@ fn size_problems(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> Vec<S
         }
     }
     problems
+}
+
+/// The peer list names the bootstrap members by ordinal, so once members have run, moving
+/// `spec.ordinals.start` would start pods that are in no member's peer list while the
+/// members it names are gone.
+fn ordinal_start_change_problem(
+    sts: &StatefulSet,
+    ctx: &Context,
+    recorded: &Recorded,
+) -> Option<String> {
+    let old = ctx.old?;
+    let ran = recorded.previous().is_some_and(|s| s.bootstrap_size != 0);
+    let (before, now) = (super::ordinals::start(old), super::ordinals::start(sts));
+    (ran && before != now).then(|| {
+        format!(
+            "spec.ordinals.start changes from {before} to {now}, but the members were started as ordinals \
+             {before}.. and the injected peer list names them; a new start would run pods that no member knows \
+             — keep spec.ordinals.start at {before} (to move the members, create a new StatefulSet and move \
+             the data, or scale to 0, delete the StatefulSet and its claims, and create it again)"
+        )
+    })
 }
 
 /// The flavor is frozen with the rest of the injection: the pod template was built for the
