@@ -128,6 +128,31 @@ fn directories_are_read_and_recursed_with_dash_r() {
 }
 
 #[test]
+fn dash_r_follows_each_symlinked_directory_once_and_ends_on_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    split_etcd(&manifests);
+    // A loop (a link to its own parent) and many links to one directory: without a
+    // visited set the walk never ends or grows exponentially.
+    std::os::unix::fs::symlink(&manifests, manifests.join("loop")).unwrap();
+    for i in 0..20 {
+        std::os::unix::fs::symlink(&manifests, dir.path().join(format!("link-{i}"))).unwrap();
+    }
+    let path = dir.path().to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = raft_injector(&["inject", "-R", "-f", path], None, None);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.matches("kind: StatefulSet").count(),
+        1,
+        "each manifest read once (in {:?}):\n{}",
+        started.elapsed(),
+        out.stdout
+    );
+}
+
+#[test]
 fn a_list_is_checked_item_by_item_and_injected_in_place() {
     let docs = common::yaml_docs("examples/etcd.yaml");
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});

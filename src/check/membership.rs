@@ -30,6 +30,68 @@ pub struct ReportedMember {
     pub peer_urls: Vec<String>,
 }
 
+/// The most a pod may print for `member status -o json`; more is refused unread.
+pub const MAX_STATUS_BYTES: u64 = 1024 * 1024;
+/// Members, problems and characters per string kept of what a pod reports.
+const MAX_ITEMS: usize = 200;
+const MAX_TEXT: usize = 512;
+
+/// A string a pod supplied, made safe to print on an operator's terminal: control
+/// characters (escape sequences, carriage returns) removed and the length clipped.
+pub fn clean(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT)
+        .collect();
+    if text
+        .chars()
+        .filter(|c| !c.is_control())
+        .nth(MAX_TEXT)
+        .is_some()
+    {
+        out.push('…');
+    }
+    out
+}
+
+/// Whether `id` is an etcd member id as the helper prints it (hex, at most 64 bits), and so
+/// safe to paste into a command.
+fn is_member_id(id: &str) -> bool {
+    (1..=16).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Reported {
+    /// What a pod reported, with every string cleaned and every list bounded: the pod's
+    /// output is not trusted (anyone who can change its image controls it).
+    pub fn cleaned(self) -> Reported {
+        let member = |m: ReportedMember| ReportedMember {
+            id: clean(&m.id),
+            name: clean(&m.name),
+            started: m.started,
+            learner: m.learner,
+            peer_urls: m.peer_urls.iter().take(8).map(|u| clean(u)).collect(),
+        };
+        Reported {
+            pod: clean(&self.pod),
+            id: self.id.as_deref().map(clean),
+            leader: self.leader.as_deref().map(clean),
+            members: self
+                .members
+                .into_iter()
+                .take(MAX_ITEMS)
+                .map(member)
+                .collect(),
+            problems: self
+                .problems
+                .iter()
+                .take(MAX_ITEMS)
+                .map(|p| clean(p))
+                .collect(),
+        }
+    }
+}
+
 impl ReportedMember {
     fn describe(&self) -> String {
         let state = match (self.started, self.learner) {
@@ -119,10 +181,18 @@ pub fn judge(
     );
     let mut hints = Vec::new();
     if let Some(m) = stale.first() {
+        let remove = if is_member_id(&m.id) {
+            format!("remove it with: {exec} -- etcdctl member remove {}", m.id)
+        } else {
+            format!(
+                "its reported id {:?} is not a hex member id, so no command is suggested; list the members with: \
+                 {exec} -- etcdctl member list",
+                m.id
+            )
+        };
         hints.push(format!(
             "a stale member counts toward the quorum, so it makes every failure more likely to stop the cluster; \
-             remove it with: {exec} -- etcdctl member remove {}",
-            m.id
+             {remove}"
         ));
         if stale.iter().any(|m| ordinal_of(sts, &m.name).is_some()) {
             hints.push(
@@ -236,6 +306,29 @@ mod tests {
             !hint.contains("reconcile"),
             "the sidecar never removes an unplaceable member: {hint}"
         );
+    }
+
+    #[test]
+    fn hostile_output_is_cleaned_and_never_pasted_into_a_command() {
+        let mut members = three();
+        members.push(member("8e9e; rm -rf /", "\u{1b}[2Jevil\rname", false));
+        let mut hostile = reported(members);
+        hostile.problems = (0..1000).map(|i| format!("p{i}\u{7}")).collect();
+        hostile.pod = "x".repeat(10_000);
+        let cleaned = hostile.cleaned();
+        assert_eq!(cleaned.problems.len(), MAX_ITEMS);
+        assert!(cleaned.problems.iter().all(|p| !p.contains('\u{7}')));
+        assert!(cleaned.pod.chars().count() <= MAX_TEXT + 1);
+        let check = judge("g", &SOURCE, THREE, &cleaned, false);
+        let detail = check.detail.unwrap();
+        assert!(
+            !detail.contains('\u{1b}') && !detail.contains('\r'),
+            "{detail:?}"
+        );
+        assert!(detail.contains("[2Jevilname"), "{detail}");
+        let hint = check.hint.unwrap();
+        assert!(!hint.contains("member remove"), "{hint}");
+        assert!(hint.contains("is not a hex member id"), "{hint}");
     }
 
     #[test]

@@ -312,19 +312,28 @@ async fn member_status(
             .await
             .map_err(|e| format!("exec: {e}"))?;
         let mut stdout = attached.stdout().ok_or("exec gave no stdout")?;
-        let mut out = String::new();
-        stdout
-            .read_to_string(&mut out)
+        let mut out = Vec::new();
+        (&mut stdout)
+            .take(membership::MAX_STATUS_BYTES + 1)
+            .read_to_end(&mut out)
             .await
             .map_err(|e| format!("reading its output: {e}"))?;
         drop(stdout);
         let _ = attached.join().await;
-        serde_json::from_str::<Reported>(&out).map_err(|e| {
-            format!(
-                "{HELPER_BINARY} member status printed no status ({e}): {}",
-                out.trim()
-            )
-        })
+        if out.len() as u64 > membership::MAX_STATUS_BYTES {
+            return Err(format!(
+                "{HELPER_BINARY} member status printed more than {} bytes; not read",
+                membership::MAX_STATUS_BYTES
+            ));
+        }
+        serde_json::from_slice::<Reported>(&out)
+            .map(Reported::cleaned)
+            .map_err(|e| {
+                format!(
+                    "{HELPER_BINARY} member status printed no status ({e}): {}",
+                    membership::clean(String::from_utf8_lossy(&out).trim())
+                )
+            })
     };
     bounded(options.timeout, run).await
 }

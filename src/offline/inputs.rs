@@ -46,7 +46,31 @@ fn read_bounded(name: String, reader: impl Read) -> Result<Input, OfflineError> 
     Ok(Input { name, text })
 }
 
-fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), OfflineError> {
+/// Directories and files already read, by their real path: a symlinked directory is
+/// followed once, so links to one directory (or a link to its own parent) neither repeat
+/// documents nor grow the walk without end.
+#[derive(Default)]
+struct Seen(std::collections::HashSet<PathBuf>);
+
+impl Seen {
+    /// Whether `path` is new (and now seen); a path that cannot be resolved counts as new.
+    fn first_time(&mut self, path: &Path) -> bool {
+        match std::fs::canonicalize(path) {
+            Ok(real) => self.0.insert(real),
+            Err(_) => true,
+        }
+    }
+}
+
+fn walk(
+    dir: &Path,
+    recursive: bool,
+    seen: &mut Seen,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), OfflineError> {
+    if !seen.first_time(dir) {
+        return Ok(());
+    }
     let failed = |error: std::io::Error| OfflineError::Read {
         path: dir.display().to_string(),
         message: error.to_string(),
@@ -60,9 +84,9 @@ fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), Offli
     for path in entries {
         if path.is_dir() {
             if recursive {
-                walk(&path, recursive, out)?;
+                walk(&path, recursive, seen, out)?;
             }
-        } else if is_manifest(&path) {
+        } else if is_manifest(&path) && seen.first_time(&path) {
             out.push(path);
         }
     }
@@ -73,6 +97,7 @@ fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), Offli
 /// name order.
 pub fn read(paths: &[PathBuf], recursive: bool) -> Result<Vec<Input>, OfflineError> {
     let mut inputs = Vec::new();
+    let mut seen = Seen::default();
     for path in paths {
         if path == Path::new("-") {
             inputs.push(read_bounded("<stdin>".to_owned(), std::io::stdin().lock())?);
@@ -80,7 +105,7 @@ pub fn read(paths: &[PathBuf], recursive: bool) -> Result<Vec<Input>, OfflineErr
         }
         let files = if path.is_dir() {
             let mut files = Vec::new();
-            walk(path, recursive, &mut files)?;
+            walk(path, recursive, &mut seen, &mut files)?;
             files
         } else {
             vec![path.clone()]
