@@ -141,6 +141,100 @@ fn a_typo_or_a_bad_value_is_an_error() {
     assert!(error.contains("failurePolicy"), "{error}");
 }
 
+/// Installs that would work against themselves are refused at render time.
+#[test]
+fn a_lone_replica_under_a_pdb_and_a_policy_without_the_apiserver_are_refused() {
+    let error = template(&["--set", "replicaCount=1"]).expect_err("1 replica with a PDB");
+    assert!(error.contains("replicaCount"), "{error}");
+    template(&[
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "podDisruptionBudget.enabled=false",
+    ])
+    .expect("one replica without a PDB renders");
+    let error = template(&["--set", "networkPolicy.enabled=true"])
+        .expect_err("a NetworkPolicy must say where kube-apiserver calls from");
+    assert!(error.contains("webhookFrom"), "{error}");
+}
+
+/// The NetworkPolicy (off by default) admits the webhook port from the given peers only,
+/// the metrics port from the given peers or anywhere. The local cluster's CNI (bridge)
+/// does not enforce NetworkPolicies, so this checks the rendered object.
+#[test]
+fn the_network_policy_admits_only_the_given_sources() {
+    let defaults = objects("chart", &template(&[]).unwrap());
+    assert!(
+        !defaults.keys().any(|k| k.starts_with("NetworkPolicy/")),
+        "off by default"
+    );
+    let rendered = objects(
+        "chart",
+        &template(&[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/24",
+            "--set",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        ])
+        .unwrap(),
+    );
+    let policy = &rendered["NetworkPolicy/raft-injector/raft-injector"];
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "raft-injector"
+    );
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2, "{policy:#}");
+    assert_eq!(ingress[0]["ports"][0]["port"], 8443);
+    assert_eq!(
+        ingress[0]["from"],
+        serde_json::json!([{"ipBlock": {"cidr": "10.0.0.0/24"}}])
+    );
+    assert_eq!(ingress[1]["ports"][0]["port"], 9090);
+    assert_eq!(
+        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "monitoring"
+    );
+}
+
+/// The CA is a long-lived root that keeps its key; only the serving certificate rotates.
+#[test]
+fn the_cert_manager_ca_is_long_lived_and_keeps_its_key() {
+    for (name, text) in [
+        (
+            "chart",
+            template(&["--set", "certs.mode=certManager"]).unwrap(),
+        ),
+        (
+            "kustomize",
+            common::read("manifests/cert-manager/certificate.yaml"),
+        ),
+    ] {
+        let rendered = objects(name, &text);
+        let ca = rendered
+            .iter()
+            .find(|(k, _)| k.starts_with("Certificate/") && k.ends_with("/raft-injector-ca"))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{name}: the CA Certificate"));
+        assert_eq!(
+            ca["spec"]["privateKey"]["rotationPolicy"], "Never",
+            "{name}"
+        );
+        assert_eq!(ca["spec"]["duration"], "87600h", "{name}");
+        let leaf = rendered
+            .iter()
+            .find(|(k, _)| k.starts_with("Certificate/") && k.ends_with("/raft-injector-tls"))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{name}: the serving Certificate"));
+        assert_eq!(
+            leaf["spec"]["privateKey"]["rotationPolicy"], "Always",
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn values_reach_the_objects() {
     let rendered = objects(
