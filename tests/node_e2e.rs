@@ -492,7 +492,22 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
     );
     same_members("a rollout restart");
 
-    // Stopped (0) and started again: every member comes back from its volume.
+    // Stopped (0) and started again: every member comes back from its volume. (Stopping
+    // with whenScaled: Delete is denied, since it would delete every volume.)
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "patch",
+            "-n",
+            &ns,
+            "statefulset/kv",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Retain"}}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
     for replicas in ["0", "3"] {
         let (ok, _, stderr) = run(
             plane,
