@@ -241,6 +241,36 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
         .join("charts/raft-injector")
         .display()
         .to_string();
+    // The default mode (external) without its Secret fails at once, saying what to do, and
+    // creates nothing.
+    let started = Instant::now();
+    let (ok, out) = helm(
+        plane,
+        &[
+            "install",
+            "raft-injector",
+            &chart,
+            "-n",
+            "raft-injector",
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert!(
+        !ok && out.contains(
+            "Secret raft-injector/raft-injector-tls with tls.crt and tls.key does not exist"
+        ) && out.contains("certs.mode=generate"),
+        "an external install without its Secret must fail at once: {out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(leftovers(plane), Vec::<String>::new());
+
     let release = Release(plane);
     let (ok, out) = helm(
         plane,
