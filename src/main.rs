@@ -203,7 +203,10 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                 let joined = match env.etcd {
                     Some(_) => {
                         let cold_start_wait = Duration::from_secs(cold_start_wait_seconds);
-                        join::join(&env, &Gateway::default(), &dir, budget, cold_start_wait).await
+                        match Gateway::for_member(&env) {
+                            Ok(gateway) => join::join(&env, &gateway, &dir, budget, cold_start_wait).await,
+                            Err(error) => Err(error),
+                        }
                     }
                     None => join::join_generic(&env, budget).await,
                 };
@@ -271,7 +274,8 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
         }
         MemberCommand::Status { output } => {
             let env = MemberEnv::from_process_env()?;
-            let status = runtime()?.block_on(status::collect(&env, &Gateway::default()));
+            let gateway = Gateway::for_member(&env)?;
+            let status = runtime()?.block_on(status::collect(&env, &gateway));
             match output {
                 StatusFormat::Text => print!("{}", status::render(&status)),
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),

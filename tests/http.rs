@@ -39,10 +39,15 @@ async fn create_is_injected_and_the_patch_applies() {
     }
     assert!(injected["metadata"]["annotations"]["raft-injector.io/status"].is_string());
 
-    // The validating webhook then sees the injected object and allows it quietly.
+    // The validating webhook then sees the injected object and allows it, saying only that
+    // etcd runs without TLS.
     let mut second = request.clone();
     second["request"]["object"] = injected;
-    assert!(accepts(&respond(app(cluster()), "/validate", &second).await).is_empty());
+    let warnings = accepts(&respond(app(cluster()), "/validate", &second).await);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("etcd runs without TLS"),
+        "{warnings:?}"
+    );
     // And a second mutation pass (reinvocation) changes nothing.
     assert!(patch_of(&respond(app(cluster()), "/mutate", &second).await)
         .0
@@ -134,6 +139,28 @@ async fn an_object_being_deleted_is_admitted_unchanged() {
         .remove("deletionTimestamp");
     let denied = respond(app(empty()), "/validate", &edit).await;
     assert!(rejects(&denied).contains("spec.replicas is 4"), "{denied}");
+}
+
+/// Through the webhook's own decoder of requests: a TLS StatefulSet admitted again gets no
+/// patch (its Secret's volume is seen, not added a second time).
+#[tokio::test]
+async fn a_tls_statefulset_admitted_again_is_left_alone() {
+    let mut create = review("create-etcd");
+    create["request"]["object"]["metadata"]["annotations"]["raft-injector.io/tls-secret"] =
+        "etcd-tls".into();
+    let injected = apply(
+        &create["request"]["object"],
+        &patch_of(&respond(app(cluster()), "/mutate", &create).await),
+    );
+    let volumes = injected["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(volumes.contains("raft-injector-tls"), "{volumes}");
+    let mut update = create.clone();
+    update["request"]["operation"] = "UPDATE".into();
+    update["request"]["object"] = injected.clone();
+    update["request"]["oldObject"] = injected;
+    let response = respond(app(cluster()), "/mutate", &update).await;
+    accepts(&response);
+    assert!(response.get("patch").is_none(), "{response}");
 }
 
 #[tokio::test]

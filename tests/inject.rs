@@ -350,6 +350,82 @@ fn start_ordinals_name_the_members_that_exist() {
 }
 
 #[test]
+fn a_tls_secret_makes_every_etcd_url_https_and_mounts_the_secret_where_members_are_called() {
+    let (mut sts, svc) = etcd();
+    common::annotate(&mut sts, "raft-injector.io/tls-secret", "etcd-tls");
+    let out = injected(&sts, Some(&svc));
+    for (name, value) in [
+        ("RAFT_TLS_CA_FILE", "/etc/raft-injector/tls/ca.crt"),
+        ("RAFT_TLS_CERT_FILE", "/etc/raft-injector/tls/tls.crt"),
+        ("RAFT_TLS_KEY_FILE", "/etc/raft-injector/tls/tls.key"),
+        (
+            "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+            "https://$(RAFT_ID):2380",
+        ),
+        ("ETCD_LISTEN_PEER_URLS", "https://0.0.0.0:2380"),
+        ("ETCD_LISTEN_CLIENT_URLS", "https://0.0.0.0:2379"),
+        ("ETCD_ADVERTISE_CLIENT_URLS", "https://$(RAFT_ID):2379"),
+        ("ETCD_CLIENT_CERT_AUTH", "true"),
+        ("ETCD_PEER_CLIENT_CERT_AUTH", "true"),
+        ("ETCD_TRUSTED_CA_FILE", "/etc/raft-injector/tls/ca.crt"),
+        ("ETCD_PEER_KEY_FILE", "/etc/raft-injector/tls/tls.key"),
+        ("ETCDCTL_ENDPOINTS", "https://$(RAFT_ID):2379"),
+    ] {
+        assert_eq!(value_of(&out, 0, name).as_deref(), Some(value), "{name}");
+    }
+    let cluster = value_of(&out, 0, "ETCD_INITIAL_CLUSTER").unwrap();
+    assert_eq!(cluster.matches("=https://").count(), 3, "{cluster}");
+    assert!(!cluster.contains("http://"), "{cluster}");
+
+    let pod = out.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "raft-injector-tls")
+        .expect("the Secret's volume");
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("etcd-tls")
+    );
+    let mounted = |c: &k8s_openapi::api::core::v1::Container| {
+        c.volume_mounts.iter().flatten().any(|m| {
+            m.name == "raft-injector-tls"
+                && m.mount_path == "/etc/raft-injector/tls"
+                && m.read_only == Some(true)
+        })
+    };
+    assert!(mounted(&pod.containers[0]), "the target container");
+    for name in ["raft-injector-join", "raft-injector-reconcile"] {
+        let c = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == name)
+            .unwrap();
+        assert!(mounted(c), "{name} has the Secret mounted");
+    }
+    // Admitting it again changes nothing (the volume is not added twice).
+    let again = mutate_with(&out, Some(&svc), Some(&out), &settings());
+    assert!(again.0.is_empty(), "{again:?}");
+
+    // Turning TLS off (or on) after injection is denied: the members were built for it.
+    let mut off = out.clone();
+    off.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove("raft-injector.io/tls-secret");
+    let denial = common::check(&off, Some(&svc), Some(&out))
+        .denial()
+        .expect("a TLS change is denied");
+    assert!(
+        denial.contains("raft-injector.io/tls-secret changes from \"etcd-tls\" to unset"),
+        "{denial}"
+    );
+}
+
+#[test]
 fn user_set_values_are_never_overwritten() {
     let (mut sts, svc) = etcd();
     let container = common::first_container(&mut sts);

@@ -617,3 +617,259 @@ fn start_ordinals_shift_every_member_and_the_scale_rules() {
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");
 }
+
+/// A CA and a certificate for the members of `svc` in `ns`, as cert-manager would write
+/// them into a Secret (ECDSA, SEC1 key; serverAuth and clientAuth, since each member is
+/// both), made with openssl.
+fn member_certificates(dir: &std::path::Path, svc: &str, ns: &str) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=members-ca",
+        "-days",
+        "2",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "tls.key",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "tls.key",
+        "-subj",
+        &format!("/CN={svc}"),
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!(
+            "subjectAltName=DNS:*.{svc}.{ns}.svc.cluster.local,DNS:*.{svc}.{ns}.svc\n\
+             extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+        ),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "tls.crt",
+    ]);
+}
+
+/// `raft-injector.io/tls-secret`: every member URL is https with client certificates
+/// required; plaintext and certificate-less clients are refused; 3→5→3 follows over TLS;
+/// a key written through one member is read through another; `check` is green.
+#[test]
+fn etcd_with_a_tls_secret_is_https_everywhere_and_follows_scale() {
+    let plane = installed();
+    let ns = namespace(plane, "tls", true);
+    let certs = tempfile::tempdir().unwrap();
+    member_certificates(certs.path(), "kv-peers", &ns);
+    let file = |name: &str| format!("--from-file={}", certs.path().join(name).display());
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "kv-tls",
+            "-n",
+            &ns,
+            &file("ca.crt"),
+            &file("tls.crt"),
+            &file("tls.key"),
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    let manifest = USER_SHAPED_ETCD.replace(
+        "    raft-injector.io/flavor: etcd\n",
+        "    raft-injector.io/flavor: etcd\n    raft-injector.io/tls-secret: kv-tls\n",
+    );
+    assert_ne!(manifest, USER_SHAPED_ETCD);
+    let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&manifest));
+    assert!(ok, "{stderr}");
+    let three = ["kv-0", "kv-1", "kv-2"];
+    wait_ready(plane, &ns, &three);
+    let initial = wait_members(plane, &ns, &three, &three);
+
+    // Every URL the members publish is https.
+    let list = exec(
+        plane,
+        &ns,
+        "kv-0",
+        &["etcdctl", "member", "list", "-w", "json"],
+    )
+    .unwrap();
+    let list: Value = serde_json::from_str(&list).unwrap();
+    for member in list["members"].as_array().unwrap() {
+        for url in member["peerURLs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(member["clientURLs"].as_array().unwrap())
+        {
+            assert!(url.as_str().unwrap().starts_with("https://"), "{member}");
+        }
+    }
+
+    // From outside the pods: plaintext and certificate-less clients are refused, the
+    // members' certificate is let in.
+    let ip = get(plane, &ns, "pod/kv-1").unwrap()["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                )
+            })
+            .unwrap()
+    };
+    let plain = curl(&[&format!("http://{ip}:2379/version")]);
+    assert!(
+        !(plain.0 && plain.1 == "200"),
+        "plaintext was answered: {plain:?}"
+    );
+    let ca = certs.path().join("ca.crt").display().to_string();
+    let https = format!("https://{ip}:2379/version");
+    let resolve = format!("kv-1.kv-peers.{ns}.svc.cluster.local:2379:{ip}");
+    let named = format!("https://kv-1.kv-peers.{ns}.svc.cluster.local:2379/version");
+    let anonymous = curl(&["--cacert", &ca, "--resolve", &resolve, &named]);
+    assert!(
+        !(anonymous.0 && anonymous.1 == "200"),
+        "a client without a certificate was answered: {anonymous:?}"
+    );
+    let cert = certs.path().join("tls.crt").display().to_string();
+    let key = certs.path().join("tls.key").display().to_string();
+    let member = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--resolve",
+        &resolve,
+        &named,
+    ]);
+    assert_eq!(
+        member,
+        (true, "200".to_owned()),
+        "the members' certificate is let in ({https})"
+    );
+
+    // A key through member 0, read through member 2; 3 → 5 → 3 over TLS.
+    put(plane, &ns, "kv-0", "/tls/key", "over-tls");
+    assert_eq!(
+        read_key(plane, &ns, "kv-2", "/tls/key").as_deref(),
+        Some("over-tls")
+    );
+    let scale = |replicas: u32| {
+        let (ok, _, stderr) = run(
+            plane,
+            &[
+                "scale",
+                "-n",
+                &ns,
+                "statefulset/kv",
+                &format!("--replicas={replicas}"),
+            ],
+            None,
+        );
+        assert!(ok, "{stderr}");
+    };
+    scale(5);
+    let five = ["kv-0", "kv-1", "kv-2", "kv-3", "kv-4"];
+    wait_ready(plane, &ns, &five);
+    let grown = wait_members(plane, &ns, &five, &five);
+    for name in three {
+        assert_eq!(grown[name], initial[name], "{name} kept its member ID");
+    }
+    scale(3);
+    wait_ready(plane, &ns, &three);
+    assert_eq!(wait_members(plane, &ns, &three, &three), initial);
+    wait_event(plane, &ns, "MemberRemoved", "kv-4");
+    assert_eq!(
+        read_key(plane, &ns, "kv-1", "/tls/key").as_deref(),
+        Some("over-tls")
+    );
+
+    // `check` reads the member list through the helper, over TLS.
+    let passed = common::controlplane::eventually(60, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_raft-injector"))
+            .args(["check", "-n", &ns])
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .output()
+            .expect("raft-injector check runs");
+        out.status.success().then_some(())
+    });
+    assert!(
+        passed.is_some(),
+        "check is not green\n{}",
+        report(plane, &ns)
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}

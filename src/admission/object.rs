@@ -5,7 +5,7 @@
 //! Kept: the name, the deletion timestamp; raft-injector's own labels and annotations (an empty map stays an empty
 //! map: the patch adds into it instead of replacing it); the replica count, start ordinal, service name,
 //! pod management policy, claim retention policy and how many claim templates there are;
-//! the pod template's labels, and whether it has a volume list and the helper volume in it
+//! the pod template's labels, and whether it has a volume list and the helper and TLS volumes in it
 //! (name only); of every container what injection reads or builds on (name, image, pull
 //! policy, command, args, working directory, whether it has a readiness probe, ports by name and number,
 //! env, mounts, security context, lifecycle); of the init containers their names, and the
@@ -34,7 +34,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::policy::names::{HELPER_VOLUME, JOIN_INIT_CONTAINER, STATUS_ANNOTATION};
+use crate::policy::names::{HELPER_VOLUME, JOIN_INIT_CONTAINER, STATUS_ANNOTATION, TLS_VOLUME};
 
 /// The object as read off the wire; [`Object::into_statefulset`] makes the rules' type of it.
 #[derive(Deserialize)]
@@ -364,11 +364,11 @@ fn pod_spec(pod: Pod, whole_join: bool) -> Result<PodSpec, serde_json::Error> {
                 Some(containers)
             }
         },
-        // Whether there is a list, and the helper volume in it: the rules read no other
+        // Whether there is a list, and the helper and TLS volumes in it: the rules read no other
         // volume (a Volume is ~1 KB).
         volumes: pod.volumes.map(|list| {
             list.into_iter()
-                .filter(|v| v.name == HELPER_VOLUME)
+                .filter(|v| v.name == HELPER_VOLUME || v.name == TLS_VOLUME)
                 .map(|v| Volume {
                     name: v.name,
                     ..Volume::default()

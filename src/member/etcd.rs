@@ -128,6 +128,15 @@ pub struct Gateway {
     http: reqwest::Client,
 }
 
+impl Gateway {
+    /// The gateway this member uses: over TLS with its certificate when it has one.
+    pub fn for_member(env: &super::MemberEnv) -> Result<Gateway, super::MemberError> {
+        Ok(Gateway {
+            http: env.http_client(CALL_TIMEOUT)?,
+        })
+    }
+}
+
 impl Default for Gateway {
     fn default() -> Self {
         Gateway {

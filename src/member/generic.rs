@@ -149,10 +149,8 @@ async fn call(
     url: &HookUrl,
     budget: Duration,
 ) -> Result<(String, u16), MemberError> {
-    let http = reqwest::Client::builder()
-        .timeout(super::etcd::CALL_TIMEOUT)
-        .build()
-        .unwrap_or_default();
+    // https:// hook URLs trust the TLS Secret's CA and get its certificate.
+    let http = env.http_client(super::etcd::CALL_TIMEOUT)?;
     let body = json!({
         "id": env.id,
         "name": env.pod_name,

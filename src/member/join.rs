@@ -185,7 +185,7 @@ async fn decide_and_join(
     let endpoints: Vec<String> = env
         .other_peer_hosts()
         .into_iter()
-        .map(|host| format!("http://{host}:{}", etcd.client_port))
+        .map(|host| etcd.client_url_of(&host))
         .collect();
     let bootstrap_member = env.is_bootstrap_member();
 

@@ -104,7 +104,7 @@ pub async fn remove_etcd(
     endpoints.extend(
         env.other_peer_hosts()
             .into_iter()
-            .map(|host| format!("http://{host}:{}", etcd.client_port)),
+            .map(|host| etcd.client_url_of(&host)),
     );
     super::retry_until(
         tokio::time::Instant::now() + budget,
@@ -234,7 +234,7 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
     );
     let remaining = budget.saturating_sub(started.elapsed());
     let removal = match (&env.etcd, leave_url) {
-        (Some(_), _) => remove_etcd(env, &Gateway::default(), remaining).await?,
+        (Some(_), _) => remove_etcd(env, &Gateway::for_member(env)?, remaining).await?,
         (None, Some(url)) => {
             use super::generic::{remove_generic, Hook, HookUrl};
             let url = HookUrl::parse(&url).map_err(|why| MemberError::BadHookUrl {

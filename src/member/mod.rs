@@ -103,6 +103,8 @@ pub enum MemberError {
     BadHookUrl { hook: generic::Hook, why: String },
     #[error("{0}")]
     Etcd(#[from] etcd::EtcdError),
+    #[error("the TLS files at {path} cannot be used: {why}", path = .path.display())]
+    Tls { path: PathBuf, why: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -128,6 +130,59 @@ pub struct MemberEnv {
     pub peers: Vec<String>,
     /// etcd flavor only.
     pub etcd: Option<EtcdEnv>,
+    /// The TLS Secret's files (`RAFT_TLS_*`), when the StatefulSet names one.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The files of the Secret named by `raft-injector.io/tls-secret`, as mounted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl MemberEnv {
+    /// An HTTP client for calls to members and hook URLs: with TLS files, it trusts only
+    /// their CA and presents their certificate.
+    pub fn http_client(&self, timeout: Duration) -> Result<reqwest::Client, MemberError> {
+        let builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        let builder = match &self.tls {
+            None => builder,
+            Some(tls) => {
+                let read = |path: &PathBuf| {
+                    std::fs::read(path).map_err(|source| MemberError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                };
+                let bad = |path: &PathBuf, error: reqwest::Error| MemberError::Tls {
+                    path: path.clone(),
+                    why: error.to_string(),
+                };
+                let ca =
+                    reqwest::Certificate::from_pem(&read(&tls.ca)?).map_err(|e| bad(&tls.ca, e))?;
+                let mut pair = read(&tls.cert)?;
+                pair.push(b'\n');
+                pair.extend(read(&tls.key)?);
+                let identity = reqwest::Identity::from_pem(&pair).map_err(|e| bad(&tls.cert, e))?;
+                builder
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca)
+                    .identity(identity)
+            }
+        };
+        builder.build().map_err(|error| MemberError::Tls {
+            path: self
+                .tls
+                .as_ref()
+                .map(|t| t.cert.clone())
+                .unwrap_or_default(),
+            why: error.to_string(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +216,16 @@ pub enum DataState {
 }
 
 impl EtcdEnv {
+    /// `https` when etcd serves TLS (its advertised client URL says), else `http`.
+    pub fn client_scheme(&self) -> &str {
+        self.client_url.split_once("://").map_or("http", |(s, _)| s)
+    }
+
+    /// The client URL of the member on `host`.
+    pub fn client_url_of(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.client_scheme(), self.client_port)
+    }
+
     /// Whether etcd would find data to start from, looking where etcd looks: the WAL
     /// directory, else `member/wal` and `member/snap` under the data directory.
     pub fn data_state(&self) -> DataState {
@@ -308,7 +373,20 @@ impl MemberEnv {
                 })
             }
         };
+        let tls = match (
+            get("RAFT_TLS_CA_FILE").filter(|v| !v.is_empty()),
+            get("RAFT_TLS_CERT_FILE").filter(|v| !v.is_empty()),
+            get("RAFT_TLS_KEY_FILE").filter(|v| !v.is_empty()),
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+                ca: ca.into(),
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            _ => None,
+        };
         Ok(MemberEnv {
+            tls,
             namespace: need("POD_NAMESPACE")?,
             id: need("RAFT_ID")?,
             address: get("RAFT_ADDRESS").unwrap_or_default(),

@@ -204,7 +204,7 @@ pub async fn pass(
 /// is an Event on the StatefulSet; a refusal repeated pass after pass is told once.
 pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError> {
     const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
-    let gateway = Gateway::default();
+    let gateway = Gateway::for_member(env)?;
     let mut client: Option<kube::Client> = None;
     let mut last_told: Option<String> = None;
     let mut stop = std::pin::pin!(shutdown());

@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
 
 use super::flavor::Flavor;
-use super::names::POD_INDEX_LABEL;
+use super::names::{POD_INDEX_LABEL, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use super::resolve::Resolved;
 
 fn literal(name: &str, value: impl Into<String>) -> EnvVar {
@@ -43,6 +43,9 @@ pub const INJECTED_NAMES: &[&str] = &[
     "RAFT_PEERS",
     "RAFT_CLUSTER_SIZE",
     "RAFT_GROUP_ID",
+    "RAFT_TLS_CA_FILE",
+    "RAFT_TLS_CERT_FILE",
+    "RAFT_TLS_KEY_FILE",
     "ETCD_NAME",
     "ETCD_INITIAL_CLUSTER",
     "ETCD_INITIAL_CLUSTER_TOKEN",
@@ -51,6 +54,18 @@ pub const INJECTED_NAMES: &[&str] = &[
     "ETCD_LISTEN_PEER_URLS",
     "ETCD_LISTEN_CLIENT_URLS",
     "ETCD_ADVERTISE_CLIENT_URLS",
+    "ETCD_CERT_FILE",
+    "ETCD_KEY_FILE",
+    "ETCD_TRUSTED_CA_FILE",
+    "ETCD_CLIENT_CERT_AUTH",
+    "ETCD_PEER_CERT_FILE",
+    "ETCD_PEER_KEY_FILE",
+    "ETCD_PEER_TRUSTED_CA_FILE",
+    "ETCD_PEER_CLIENT_CERT_AUTH",
+    "ETCDCTL_ENDPOINTS",
+    "ETCDCTL_CACERT",
+    "ETCDCTL_CERT",
+    "ETCDCTL_KEY",
 ];
 
 /// The env vars the injector wants on the target container, in dependency order:
@@ -77,8 +92,17 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
         literal("RAFT_CLUSTER_SIZE", r.bootstrap_size.to_string()),
         literal("RAFT_GROUP_ID", &r.group_id),
     ]);
+    let tls = r.tls_secret.is_some();
+    if tls {
+        env.extend([
+            literal("RAFT_TLS_CA_FILE", TLS_CA_FILE),
+            literal("RAFT_TLS_CERT_FILE", TLS_CERT_FILE),
+            literal("RAFT_TLS_KEY_FILE", TLS_KEY_FILE),
+        ]);
+    }
     if r.flavor == Flavor::Etcd {
         let (peer, client) = (r.peer_port, r.client_port);
+        let scheme = r.etcd_scheme();
         env.extend([
             literal("ETCD_NAME", super::names::ETCD_NAME_DEFAULT),
             literal("ETCD_INITIAL_CLUSTER", r.etcd_initial_cluster()),
@@ -89,18 +113,39 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
             literal("ETCD_INITIAL_CLUSTER_STATE", "new"),
             literal(
                 "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-                format!("http://$(RAFT_ID):{peer}"),
+                format!("{scheme}://$(RAFT_ID):{peer}"),
             ),
-            literal("ETCD_LISTEN_PEER_URLS", format!("http://0.0.0.0:{peer}")),
+            literal(
+                "ETCD_LISTEN_PEER_URLS",
+                format!("{scheme}://0.0.0.0:{peer}"),
+            ),
             literal(
                 "ETCD_LISTEN_CLIENT_URLS",
-                format!("http://0.0.0.0:{client}"),
+                format!("{scheme}://0.0.0.0:{client}"),
             ),
             literal(
                 "ETCD_ADVERTISE_CLIENT_URLS",
-                format!("http://$(RAFT_ID):{client}"),
+                format!("{scheme}://$(RAFT_ID):{client}"),
             ),
         ]);
+        if tls {
+            // Client certificates on both ports: without them any pod could read every key
+            // and change the membership. etcdctl in the container finds the cluster as is.
+            env.extend([
+                literal("ETCD_CERT_FILE", TLS_CERT_FILE),
+                literal("ETCD_KEY_FILE", TLS_KEY_FILE),
+                literal("ETCD_TRUSTED_CA_FILE", TLS_CA_FILE),
+                literal("ETCD_CLIENT_CERT_AUTH", "true"),
+                literal("ETCD_PEER_CERT_FILE", TLS_CERT_FILE),
+                literal("ETCD_PEER_KEY_FILE", TLS_KEY_FILE),
+                literal("ETCD_PEER_TRUSTED_CA_FILE", TLS_CA_FILE),
+                literal("ETCD_PEER_CLIENT_CERT_AUTH", "true"),
+                literal("ETCDCTL_ENDPOINTS", format!("https://$(RAFT_ID):{client}")),
+                literal("ETCDCTL_CACERT", TLS_CA_FILE),
+                literal("ETCDCTL_CERT", TLS_CERT_FILE),
+                literal("ETCDCTL_KEY", TLS_KEY_FILE),
+            ]);
+        }
     }
     env
 }
@@ -125,6 +170,7 @@ mod tests {
                 bootstrap_size: 3,
                 ordinal_start: 0,
                 joins_by_url: false,
+                tls_secret: Some("etcd-tls".into()),
             };
             let env = desired_env(&r);
             assert!(env.len() >= 12, "{flavor}: {} vars", env.len());

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction, Lifecycle, LifecycleHandler,
-    ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -86,20 +86,45 @@ fn join_data_env(target: &Container) -> Vec<EnvVar> {
     env
 }
 
-/// The join container's mounts: the target's, and the helper volume writable.
-fn join_mounts(target: &Container) -> Vec<VolumeMount> {
+/// The join container's mounts: the target's, the helper volume writable, and the TLS
+/// Secret when there is one.
+fn join_mounts(target: &Container, tls: bool) -> Vec<VolumeMount> {
     let mut mounts: Vec<VolumeMount> = target
         .volume_mounts
         .iter()
         .flatten()
-        .filter(|m| m.name != HELPER_VOLUME)
+        .filter(|m| m.name != HELPER_VOLUME && m.name != TLS_VOLUME)
         .cloned()
         .collect();
     mounts.push(VolumeMount {
         read_only: None,
         ..helper_mount()
     });
+    if tls {
+        mounts.push(tls_mount());
+    }
     mounts
+}
+
+/// The Secret of `raft-injector.io/tls-secret` as a volume.
+fn tls_volume(secret: &str) -> Volume {
+    Volume {
+        name: TLS_VOLUME.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn tls_mount() -> VolumeMount {
+    VolumeMount {
+        name: TLS_VOLUME.to_owned(),
+        mount_path: TLS_MOUNT_PATH.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
 }
 
 /// An env var as it goes into the patch: the user's own, or one the injector sets,
@@ -201,7 +226,11 @@ fn pre_stop_hook() -> LifecycleHandler {
 
 /// The etcd flavor's native sidecar: `member reconcile` from the helper image, next to
 /// every member, with the member's env so it finds its own etcd and StatefulSet.
-fn reconcile_sidecar<'a>(image: &'a str, env: Option<&'a [Env<'a>]>) -> WithEnv<'a> {
+fn reconcile_sidecar<'a>(
+    image: &'a str,
+    env: Option<&'a [Env<'a>]>,
+    mounts: Option<&'a [VolumeMount]>,
+) -> WithEnv<'a> {
     WithEnv {
         command: [HELPER_IMAGE_BINARY, "member", "reconcile"],
         env,
@@ -211,7 +240,7 @@ fn reconcile_sidecar<'a>(image: &'a str, env: Option<&'a [Env<'a>]>) -> WithEnv<
         resources: Some(resources("5m")),
         restart_policy: Some("Always"),
         security_context: Some(restricted_security_context()),
-        volume_mounts: None,
+        volume_mounts: mounts,
         working_dir: None,
     }
 }
@@ -399,6 +428,31 @@ impl Ops {
         true
     }
 
+    /// Adds each `(name, item)` whose name is not in `list` yet (creating the list when
+    /// there is none); `name_of` reads an existing item's name.
+    fn add_missing<'t, T, I: Serialize>(
+        &mut self,
+        list: Option<&Vec<T>>,
+        list_path: impl IntoIterator<Item = &'t str> + Clone,
+        name_of: impl Fn(&T) -> &str,
+        items: &[(&str, I)],
+    ) {
+        let missing: Vec<&I> = items
+            .iter()
+            .filter(|(name, _)| !list.is_some_and(|l| l.iter().any(|t| name_of(t) == *name)))
+            .map(|(_, item)| item)
+            .collect();
+        match list {
+            None if !missing.is_empty() => self.add(list_path, &missing),
+            None => {}
+            Some(_) => {
+                for item in missing {
+                    self.add(list_path.clone().into_iter().chain(["-"]), item);
+                }
+            }
+        }
+    }
+
     /// The JSON Patch, or `None` when there is nothing to change.
     fn finish(mut self) -> Result<Option<Vec<u8>>, MutateError> {
         if let Some(error) = self.error {
@@ -484,18 +538,26 @@ pub fn mutate_json_with(
         }
     }
 
-    // The helper binary: a volume, its mount in the target container, the init container.
-    ops.add_to_list(
+    // The helper binary: a volume, its mount in the target container, the init container;
+    // with TLS the Secret's volume and its mount too.
+    let tls = r.tls_secret.is_some();
+    let mut volumes = vec![(HELPER_VOLUME, helper_volume())];
+    volumes.extend(r.tls_secret.as_deref().map(|s| (TLS_VOLUME, tls_volume(s))));
+    ops.add_missing(
         pod.and_then(|p| p.volumes.as_ref()),
         under(&pod_path, &["volumes"]),
-        |v| v.name == HELPER_VOLUME,
-        &helper_volume(),
+        |v: &Volume| v.name.as_str(),
+        &volumes,
     );
-    ops.add_to_list(
+    let mut mounts = vec![(HELPER_VOLUME, helper_mount())];
+    if tls {
+        mounts.push((TLS_VOLUME, tls_mount()));
+    }
+    ops.add_missing(
         target.volume_mounts.as_ref(),
         under(&container_path, &["volumeMounts"]),
-        |m| m.name == HELPER_VOLUME,
-        &helper_mount(),
+        |m: &VolumeMount| m.name.as_str(),
+        &mounts,
     );
     let init = helper_init_container(&ctx.settings.helper_image);
     let inits = pod.and_then(|p| p.init_containers.as_ref());
@@ -538,7 +600,7 @@ pub fn mutate_json_with(
     // Join on scale-up: etcd always, the generic flavor through its join URL.
     let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
     if is_etcd || r.joins_by_url {
-        let mounts = join_mounts(target);
+        let mounts = join_mounts(target, tls);
         let data_env = if is_etcd {
             join_data_env(target)
         } else {
@@ -582,7 +644,12 @@ pub fn mutate_json_with(
         // (An apply that re-sends the user's manifest gets back what the stored object had.)
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
-            let sidecar = reconcile_sidecar(&ctx.settings.helper_image, None);
+            let tls_mounts = [tls_mount()];
+            let sidecar = reconcile_sidecar(
+                &ctx.settings.helper_image,
+                None,
+                tls.then_some(&tls_mounts[..]),
+            );
             append_with_env(&mut ops, &sidecar, &[]);
         }
         if let Some(command) = wrapped_command(target) {

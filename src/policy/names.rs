@@ -55,3 +55,13 @@ pub const DATA_DIR_ENV: &str = "RAFT_DATA_DIR";
 
 /// On the join container: etcd's WAL directory, when it is not under the data directory.
 pub const WAL_DIR_ENV: &str = "RAFT_WAL_DIR";
+
+/// Names a Secret (`ca.crt`, `tls.crt`, `tls.key`, as cert-manager writes it) for TLS between
+/// the members and for the helper's calls (SPEC §4).
+pub const TLS_SECRET_ANNOTATION: &str = "raft-injector.io/tls-secret";
+/// The Secret's volume, and where it is mounted in every container that talks to members.
+pub const TLS_VOLUME: &str = "raft-injector-tls";
+pub const TLS_MOUNT_PATH: &str = "/etc/raft-injector/tls";
+pub const TLS_CA_FILE: &str = "/etc/raft-injector/tls/ca.crt";
+pub const TLS_CERT_FILE: &str = "/etc/raft-injector/tls/tls.crt";
+pub const TLS_KEY_FILE: &str = "/etc/raft-injector/tls/tls.key";

@@ -43,13 +43,23 @@ impl Resolved {
         )
     }
 
+    /// `https` with a TLS Secret, else `http`: the scheme of every etcd URL.
+    pub fn etcd_scheme(&self) -> &'static str {
+        if self.tls_secret.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// etcd's `--initial-cluster`: `name=http://host:port,...` over the bootstrap members.
     pub fn etcd_initial_cluster(&self) -> String {
         let domain = self.service_domain();
+        let scheme = self.etcd_scheme();
         self.join_members(|out, i| {
             write!(
                 out,
-                "{name}-{i}=http://{name}-{i}.{domain}:{port}",
+                "{name}-{i}={scheme}://{name}-{i}.{domain}:{port}",
                 name = self.name,
                 port = self.peer_port
             )

@@ -37,6 +37,9 @@ pub struct Resolved {
     pub ordinal_start: i32,
     /// Generic flavor with a `join-url`: members beyond the bootstrap set join through it.
     pub joins_by_url: bool,
+    /// The Secret named by `raft-injector.io/tls-secret`: TLS between members and for the
+    /// helper's calls.
+    pub tls_secret: Option<String>,
 }
 
 /// Namespace of the UUIDv5 group ids: the UUIDv5 of `raft-injector.io` in the DNS namespace
@@ -240,6 +243,19 @@ pub fn resolve(
     if let Some(problem) = ordinal_start_change_problem(sts, ctx, recorded) {
         problems.push(problem);
     }
+    let tls_secret = annotation(sts, TLS_SECRET_ANNOTATION).map(str::to_owned);
+    if let Some(secret) = &tls_secret {
+        if !dns::is_subdomain(secret) {
+            problems.push(format!(
+                "annotation {TLS_SECRET_ANNOTATION} is {}, which cannot name a Secret (a DNS subdomain: lowercase \
+                 letters, digits, '-' and '.') — name the Secret holding ca.crt, tls.crt and tls.key",
+                shown(secret)
+            ));
+        }
+    }
+    if let Some(problem) = tls_change_problem(sts, ctx, recorded) {
+        problems.push(problem);
+    }
     for hook in [Hook::Join, Hook::Leave] {
         if let Some(raw) = annotation(sts, hook.annotation()) {
             if let Err(why) = HookUrl::parse(raw) {
@@ -271,6 +287,7 @@ pub fn resolve(
             bootstrap_size: bootstrap_size(sts, recorded),
             ordinal_start: super::ordinals::start(sts),
             joins_by_url,
+            tls_secret,
         }),
         _ => Err(problems),
     }
@@ -355,6 +372,29 @@ fn ordinal_start_change_problem(
              {before}.. and the injected peer list names them; a new start would run pods that no member knows \
              — keep spec.ordinals.start at {before} (to move the members, create a new StatefulSet and move \
              the data, or scale to 0, delete the StatefulSet and its claims, and create it again)"
+        )
+    })
+}
+
+/// TLS is frozen with the rest of the injection: the injected URLs say http or https, and
+/// the Secret's volume is only ever added. Turning it on, off or to another Secret after
+/// injection would leave members half-configured.
+fn tls_change_problem(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> Option<String> {
+    let old = ctx.old?;
+    let injected = recorded.previous().is_some_and(|s| s.bootstrap_size != 0);
+    let (before, now) = (
+        annotation(old, TLS_SECRET_ANNOTATION),
+        annotation(sts, TLS_SECRET_ANNOTATION),
+    );
+    (injected && before != now).then(|| {
+        let show = |v: Option<&str>| v.map_or_else(|| "unset".to_owned(), shown);
+        format!(
+            "annotation {TLS_SECRET_ANNOTATION} changes from {} to {}, but the members were injected with it \
+             {}, and injected pieces are frozen (changing them would restart every member, half of them on \
+             the old setting) — set it back, or recreate the StatefulSet (its volumes can stay) to change TLS",
+            show(before),
+            show(now),
+            show(before)
         )
     })
 }

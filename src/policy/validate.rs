@@ -9,7 +9,7 @@ use super::context::{Context, MissingService};
 use super::env::{desired_env, INJECTED_NAMES};
 use super::flavor::Flavor;
 use super::mutate::is_injected_pre_stop;
-use super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION};
+use super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, TLS_SECRET_ANNOTATION};
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
 use super::status::{Recorded, Status};
@@ -38,6 +38,7 @@ pub fn validate_with(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> V
     check_pod_management(sts, &mut verdict);
     check_claim_retention(sts, &mut verdict);
     check_membership_urls(sts, resolved.as_ref(), &mut verdict);
+    check_plaintext_etcd(resolved.as_ref(), ctx, &mut verdict);
     if let Ok(index) = resolve::target_container(sts) {
         if let Some(container) = containers(sts).get(index) {
             let owned = recorded.new.as_ref();
@@ -223,6 +224,22 @@ fn check_claim_retention(sts: &StatefulSet, verdict: &mut Verdict) {
              removed member's data (the etcd flavor sets that data aside and joins anew; other Raft apps must \
              handle it) — set whenScaled: Delete, unless you stop the cluster with replicas: 0, which needs \
              Retain"
+        ));
+    }
+}
+
+/// etcd without a TLS Secret serves every key to anyone who reaches it. Said once, when the
+/// StatefulSet is created (not on every later apply).
+fn check_plaintext_etcd(resolved: Option<&Resolved>, ctx: &Context, verdict: &mut Verdict) {
+    let Some(resolved) = resolved else {
+        return;
+    };
+    if resolved.flavor == Flavor::Etcd && resolved.tls_secret.is_none() && ctx.old.is_none() {
+        verdict.warnings.push(format!(
+            "etcd runs without TLS: its client and peer ports are plaintext and accept any client, so any pod \
+             that reaches them can read every key and change the membership — set annotation \
+             {TLS_SECRET_ANNOTATION} to a Secret with ca.crt, tls.crt and tls.key, or limit who reaches the \
+             ports with a NetworkPolicy (README: TLS between members)"
         ));
     }
 }
