@@ -466,6 +466,35 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
     let resumed = wait_event(plane, &ns, "MemberResumed", "kv-1");
     assert!(resumed.contains("resumes"), "{resumed}");
 
+    // An eviction (what a node drain does), through the Eviction API.
+    let old_uid = get(plane, &ns, "pod/kv-2").unwrap()["metadata"]["uid"].clone();
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"kv-2","namespace":"{ns}"}}}}"#
+    );
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/{ns}/pods/kv-2/eviction"),
+            "-f",
+            "-",
+        ],
+        Some(&eviction),
+    );
+    assert!(ok, "eviction: {stderr}");
+    wait(
+        plane,
+        &ns,
+        240,
+        "kv-2 did not come back after its eviction",
+        || {
+            let pod = get(plane, &ns, "pod/kv-2")?;
+            (pod["metadata"]["uid"] != old_uid).then_some(())
+        },
+    );
+    same_members("evicting pod kv-2");
+
     // A rollout restart: every pod replaced, one at a time.
     let (ok, _, stderr) = run(
         plane,
