@@ -241,7 +241,7 @@ fn leave_url_placeholders_and_method() {
     )
     .unwrap();
     assert_eq!(leave.method, reqwest::Method::DELETE);
-    let urls = leave.urls(&member);
+    let urls = raft_injector::member::generic::urls(&leave, &member);
     assert_eq!(urls.len(), 3, "one per other bootstrap member");
     assert_eq!(
         urls[0],
@@ -250,7 +250,7 @@ fn leave_url_placeholders_and_method() {
     let plain = HookUrl::parse("http://localhost:9000/leave?id={id}").unwrap();
     assert_eq!(plain.method, reqwest::Method::POST);
     assert_eq!(
-        plain.urls(&member),
+        raft_injector::member::generic::urls(&plain, &member),
         ["http://localhost:9000/leave?id=etcd-4.etcd.prod.svc.cluster.local"]
     );
 }
@@ -313,8 +313,8 @@ mod generic_hooks {
     use axum::routing::{delete, post};
     use axum::{Json, Router};
     use raft_injector::member::generic::{add_generic, remove_generic, HookUrl};
-    use raft_injector::member::leave::Removal;
     use raft_injector::member::MemberEnv;
+    use raft_injector::member::Removal;
 
     /// Calls counted and request bodies seen by the fake endpoint.
     type Seen = (Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>);

@@ -1,7 +1,6 @@
 //! Informer caches of Services and Raft StatefulSets, kept up to date by watches, so
 //! admission never makes an API call per request (SPEC §2 rule 2).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
-use super::index::{Compact, CompactService, CompactStatefulSet, Index, Writer};
+use super::index::{ours_only, Compact, CompactService, CompactStatefulSet, Index, Writer};
 use super::Lookup;
 
 /// The caches; cheap to clone.
@@ -21,16 +20,6 @@ pub struct Caches {
     services: Index<CompactService>,
     statefulsets: Index<CompactStatefulSet>,
     synced: Arc<AtomicBool>,
-}
-
-/// raft-injector's own entries of a label or annotation map; none when it has none.
-pub(super) fn ours_only(map: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
-    map.map(|m| {
-        m.into_iter()
-            .filter(|(k, _)| k.starts_with("raft-injector.io/"))
-            .collect()
-    })
-    .filter(|m: &BTreeMap<String, String>| !m.is_empty())
 }
 
 /// The metadata the rules read: identity, and raft-injector's own labels and annotations.

@@ -20,7 +20,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::watcher::Event;
 
-use super::cache::ours_only;
+/// raft-injector's own entries of a label or annotation map; none when it has none.
+pub(super) fn ours_only(map: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    map.map(|m| {
+        m.into_iter()
+            .filter(|(k, _)| k.starts_with("raft-injector.io/"))
+            .collect()
+    })
+    .filter(|m: &BTreeMap<String, String>| !m.is_empty())
+}
 
 type Text = Option<Box<str>>;
 type Pairs = Option<Box<[(Box<str>, Box<str>)]>>;

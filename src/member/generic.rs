@@ -19,120 +19,29 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use reqwest::Method;
 use serde_json::json;
 
-use super::leave::Removal;
-use super::{MemberEnv, MemberError};
+use super::{MemberEnv, MemberError, Removal};
 
-/// Which hook a URL serves, for messages and for what its answers mean.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Join,
-    Leave,
-}
+pub use crate::policy::hook_url::{Hook, HookUrl};
 
-impl Hook {
-    pub fn annotation(self) -> &'static str {
-        match self {
-            Hook::Join => crate::policy::names::JOIN_URL_ANNOTATION,
-            Hook::Leave => crate::policy::names::LEAVE_URL_ANNOTATION,
-        }
-    }
-}
-
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Hook::Join => "join",
-            Hook::Leave => "leave",
-        })
-    }
-}
-
-/// A parsed `join-url` or `leave-url` annotation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HookUrl {
-    pub method: Method,
-    pub template: String,
-}
-
-const PLACEHOLDERS: [&str; 6] = [
-    "{id}",
-    "{name}",
-    "{namespace}",
-    "{ordinal}",
-    "{address}",
-    "{peer}",
-];
-
-impl HookUrl {
-    /// Parses the annotation, or says what is wrong with it.
-    pub fn parse(annotation: &str) -> Result<HookUrl, String> {
-        let annotation = annotation.trim();
-        let (method, template) = match annotation.split_once(char::is_whitespace) {
-            Some((method, url)) => {
-                if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
-                    return Err(format!(
-                        "{method:?} is not an HTTP method; the format is \"[METHOD ]URL\", e.g. \
-                         \"POST http://{{peer}}:8080/raft/join?id={{name}}\""
-                    ));
-                }
-                let method = Method::from_bytes(method.as_bytes())
-                    .map_err(|_| format!("{method:?} is not an HTTP method"))?;
-                (method, url.trim())
-            }
-            None => (Method::POST, annotation),
-        };
-        if !(template.starts_with("http://") || template.starts_with("https://")) {
-            return Err(format!(
-                "{template:?} is not an http:// or https:// URL; the format is \"[METHOD ]URL\""
-            ));
-        }
-        // Anything in braces must be a known placeholder: a typo would otherwise reach the
-        // application as literal text at the worst moment.
-        let mut rest = template;
-        while let Some(start) = rest.find('{') {
-            let end = rest[start..].find('}').map(|e| start + e + 1);
-            let Some(end) = end else {
-                return Err(format!("{template:?} has a {{ without a closing }}"));
-            };
-            let placeholder = &rest[start..end];
-            if !PLACEHOLDERS.contains(&placeholder) {
-                return Err(format!(
-                    "{placeholder} is not a placeholder; known are {}",
-                    PLACEHOLDERS.join(", ")
-                ));
-            }
-            rest = &rest[end..];
-        }
-        let probe = PLACEHOLDERS
+/// The URLs of `url` to try for this member, in order: its placeholders filled in, one URL
+/// per other bootstrap member when it names `{peer}`.
+pub fn urls(url: &HookUrl, env: &MemberEnv) -> Vec<String> {
+    let base = url
+        .template
+        .replace("{id}", &env.id)
+        .replace("{name}", &env.pod_name)
+        .replace("{namespace}", &env.namespace)
+        .replace("{ordinal}", &env.ordinal.to_string())
+        .replace("{address}", &env.address);
+    if base.contains("{peer}") {
+        env.other_peer_hosts()
             .iter()
-            .fold(template.to_owned(), |url, p| url.replace(p, "x"));
-        reqwest::Url::parse(&probe).map_err(|e| format!("{template:?} is not a URL: {e}"))?;
-        Ok(HookUrl {
-            method,
-            template: template.to_owned(),
-        })
-    }
-
-    /// The URLs to try, in order.
-    pub fn urls(&self, env: &MemberEnv) -> Vec<String> {
-        let base = self
-            .template
-            .replace("{id}", &env.id)
-            .replace("{name}", &env.pod_name)
-            .replace("{namespace}", &env.namespace)
-            .replace("{ordinal}", &env.ordinal.to_string())
-            .replace("{address}", &env.address);
-        if base.contains("{peer}") {
-            env.other_peer_hosts()
-                .iter()
-                .map(|host| base.replace("{peer}", host))
-                .collect()
-        } else {
-            vec![base]
-        }
+            .map(|host| base.replace("{peer}", host))
+            .collect()
+    } else {
+        vec![base]
     }
 }
 
@@ -158,7 +67,7 @@ async fn call(
         "ordinal": env.ordinal,
         "address": env.address,
     });
-    let urls = url.urls(env);
+    let urls = urls(url, env);
     let what = format!("member {hook}");
     super::retry_until(Instant::now() + budget, budget, &what, || async {
         let mut last = String::from("no URL to call");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 use super::etcd::{host_of, quorum, Gateway, Member};
-use super::{MemberEnv, MemberError};
+use super::{MemberEnv, MemberError, Removal};
 use crate::policy::ordinals::Members;
 
 /// What `leave` decided before touching the Raft configuration.
@@ -74,14 +74,6 @@ pub async fn read_statefulset(
     tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| format!("no answer from the Kubernetes API within {timeout:?}"))?
-}
-
-/// How a removal ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Removal {
-    Removed,
-    /// Not in the configuration (an earlier attempt, or an operator, removed it).
-    AlreadyGone,
 }
 
 pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {

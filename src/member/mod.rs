@@ -22,6 +22,14 @@ use tokio::time::Instant;
 
 use crate::policy::names::{DATA_DIR_ENV, WAL_DIR_ENV};
 
+/// How a removal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Not in the configuration (an earlier attempt, or an operator, removed it).
+    AlreadyGone,
+}
+
 /// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
 pub const JOIN_ENV_FILE: &str = "etcd-join.env";
 

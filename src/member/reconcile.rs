@@ -27,7 +27,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::etcd::{label, ordinal_in, Gateway, Member};
 use super::events::{record, Kind};
-use super::leave::{list_from_any, remove_member, Removal};
+use super::leave::{list_from_any, remove_member};
+use super::Removal;
 use super::{MemberEnv, MemberError};
 use crate::policy::ordinals::Members;
 

@@ -6,6 +6,7 @@ pub mod dns;
 pub mod env;
 pub mod etcd_data;
 pub mod flavor;
+pub mod hook_url;
 pub mod mutate;
 pub mod names;
 pub mod ordinals;

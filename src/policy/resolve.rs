@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use uuid::Uuid;
 
-use crate::member::generic::{Hook, HookUrl};
+use super::hook_url::{Hook, HookUrl};
 
 use super::context::Context;
 use super::dns;
