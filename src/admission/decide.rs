@@ -7,11 +7,12 @@ use serde_json::value::RawValue;
 use super::request::{Objects, Request};
 use super::wire::Response;
 use crate::cluster::Lookup;
+use crate::policy::admit::admit_with;
 use crate::policy::names::is_raft_workload;
 use crate::policy::scale::validate_scale;
 use crate::policy::status::Recorded;
 use crate::policy::validate::service_name;
-use crate::policy::{mutate_json_with, validate_with, Context, MutateError, Settings, Verdict};
+use crate::policy::{Context, MutateError, Settings, Verdict};
 
 /// The two endpoints; both see the same requests, each answers its own part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,13 +148,12 @@ pub fn decide(
             };
             // Both rules read the status annotations: read once.
             let recorded = Recorded::of(sts, ctx.old);
-            let verdict = validate_with(sts, &ctx, &recorded);
+            let admission = admit_with(sts, &ctx, &recorded, webhook == Webhook::Mutate)?;
             match webhook {
-                Webhook::Validate => Ok(with_verdict(response, &verdict)),
+                Webhook::Validate => Ok(with_verdict(response, &admission.verdict)),
                 // An object the rules deny is left for /validate to explain, not injected.
-                Webhook::Mutate if !verdict.is_allowed() => Ok(response),
                 Webhook::Mutate => Ok(Response {
-                    patch: mutate_json_with(sts, &ctx, &recorded)?,
+                    patch: admission.patch,
                     ..response
                 }),
             }

@@ -15,10 +15,11 @@ use serde_json::Value;
 
 use crate::cluster::documents::Documents;
 use crate::cluster::Lookup;
+use crate::policy::admit::admit;
 use crate::policy::names::is_raft_workload;
 use crate::policy::validate::service_name;
 use crate::policy::verdict::{clip, subject};
-use crate::policy::{mutate, validate, Context, Settings};
+use crate::policy::{Context, Settings};
 use documents::Document;
 pub use inputs::Input;
 pub use namespace::DefaultNamespace;
@@ -156,19 +157,22 @@ impl Run<'_> {
             settings: self.settings,
             dry_run: false,
         };
-        let verdict = validate(&sts, &ctx);
-        self.report.warnings.extend(verdict.warning_messages());
-        if let Some(denial) = verdict.denial() {
+        let admission = admit(&sts, &ctx, self.inject)?;
+        self.report
+            .warnings
+            .extend(admission.verdict.warning_messages());
+        if let Some(denial) = admission.verdict.denial() {
             self.report.denials.push(denial);
             return Ok(None);
         }
-        if !self.inject {
+        let Some(patch) = admission.patch else {
             return Ok(None);
-        }
-        let patch = mutate(&sts, &ctx)?;
-        if patch.0.is_empty() {
-            return Ok(None);
-        }
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_slice(&patch).map_err(|e| OfflineError::Patch {
+                source_name: doc.source.clone(),
+                message: e.to_string(),
+            })?;
         let mut injected = value.clone();
         json_patch::patch(&mut injected, &patch.0).map_err(|e| OfflineError::Patch {
             source_name: doc.source.clone(),

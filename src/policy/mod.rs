@@ -1,6 +1,7 @@
 //! The Raft rules as pure functions over k8s-openapi types. The webhook, the offline
 //! commands and the tests all call these same functions.
 
+pub mod admit;
 pub mod context;
 pub mod dns;
 pub mod env;
