@@ -241,12 +241,9 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
         .join("charts/raft-injector")
         .display()
         .to_string();
-    // The default mode (external) without its Secret fails at once, saying what to do, and
-    // creates nothing.
-    let started = Instant::now();
-    let (ok, out) = helm(
-        plane,
-        &[
+    // `helm install` of the chart with `values`, waiting for the pods.
+    let install = |values: &[&str]| {
+        let mut args = vec![
             "install",
             "raft-injector",
             &chart,
@@ -256,8 +253,14 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
             "--wait",
             "--timeout",
             "3m",
-        ],
-    );
+        ];
+        args.extend_from_slice(values);
+        helm(plane, &args)
+    };
+    // The default mode (external) without its Secret fails at once, saying what to do, and
+    // creates nothing.
+    let started = Instant::now();
+    let (ok, out) = install(&[]);
     assert!(
         !ok && out.contains(
             "Secret raft-injector/raft-injector-tls with tls.crt and tls.key does not exist"
@@ -272,22 +275,7 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
     assert_eq!(leftovers(plane), Vec::<String>::new());
 
     let release = Release(plane);
-    let (ok, out) = helm(
-        plane,
-        &[
-            "install",
-            "raft-injector",
-            &chart,
-            "-n",
-            "raft-injector",
-            "--create-namespace",
-            "--set",
-            "certs.mode=generate",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    let (ok, out) = install(&["--set", "certs.mode=generate"]);
     assert!(ok, "helm install: {out}");
     let deployment = get(plane, "raft-injector", "deployment/raft-injector").unwrap();
     assert_eq!(deployment["status"]["readyReplicas"], 2, "{deployment:#}");

@@ -276,7 +276,7 @@ fn the_etcd_example_forms_a_cluster_and_its_membership_follows_replicas() {
     );
 
     // A deleted pod is a restart: the membership stays, and the Event says why.
-    let old_uid = get(plane, &ns, "pod/etcd-1").unwrap()["metadata"]["uid"].clone();
+    let old_uid = pod_uid(plane, &ns, "etcd-1");
     let (ok, _, stderr) = run(
         plane,
         &["delete", "pod", "-n", &ns, "etcd-1", "--wait=false"],
@@ -285,10 +285,7 @@ fn the_etcd_example_forms_a_cluster_and_its_membership_follows_replicas() {
     assert!(ok, "{stderr}");
     let kept = wait_event(plane, &ns, "MemberKept", "etcd-1");
     assert!(kept.contains("below spec.replicas 3"), "{kept}");
-    wait(plane, &ns, 240, "etcd-1 did not come back", || {
-        let pod = get(plane, &ns, "pod/etcd-1")?;
-        (pod["metadata"]["uid"] != old_uid).then_some(())
-    });
+    wait_replaced(plane, &ns, "etcd-1", &old_uid);
     wait_ready(plane, &ns, &all);
     assert_eq!(
         wait_members(plane, &ns, &all, &all),
@@ -451,23 +448,20 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
     };
 
     // A deleted pod.
-    let old_uid = get(plane, &ns, "pod/kv-1").unwrap()["metadata"]["uid"].clone();
+    let old_uid = pod_uid(plane, &ns, "kv-1");
     let (ok, _, stderr) = run(
         plane,
         &["delete", "pod", "-n", &ns, "kv-1", "--wait=false"],
         None,
     );
     assert!(ok, "{stderr}");
-    wait(plane, &ns, 240, "kv-1 did not come back", || {
-        let pod = get(plane, &ns, "pod/kv-1")?;
-        (pod["metadata"]["uid"] != old_uid).then_some(())
-    });
+    wait_replaced(plane, &ns, "kv-1", &old_uid);
     same_members("deleting pod kv-1");
     let resumed = wait_event(plane, &ns, "MemberResumed", "kv-1");
     assert!(resumed.contains("resumes"), "{resumed}");
 
     // An eviction (what a node drain does), through the Eviction API.
-    let old_uid = get(plane, &ns, "pod/kv-2").unwrap()["metadata"]["uid"].clone();
+    let old_uid = pod_uid(plane, &ns, "kv-2");
     let eviction = format!(
         r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"kv-2","namespace":"{ns}"}}}}"#
     );
@@ -483,16 +477,7 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
         Some(&eviction),
     );
     assert!(ok, "eviction: {stderr}");
-    wait(
-        plane,
-        &ns,
-        240,
-        "kv-2 did not come back after its eviction",
-        || {
-            let pod = get(plane, &ns, "pod/kv-2")?;
-            (pod["metadata"]["uid"] != old_uid).then_some(())
-        },
-    );
+    wait_replaced(plane, &ns, "kv-2", &old_uid);
     same_members("evicting pod kv-2");
 
     // A rollout restart: every pod replaced, one at a time.
@@ -537,26 +522,12 @@ fn etcd_with_its_data_dir_as_a_flag_keeps_every_member_through_restarts() {
         None,
     );
     assert!(ok, "{stderr}");
-    for replicas in ["0", "3"] {
-        let (ok, _, stderr) = run(
-            plane,
-            &[
-                "scale",
-                "-n",
-                &ns,
-                "statefulset/kv",
-                &format!("--replicas={replicas}"),
-            ],
-            None,
-        );
-        assert!(ok, "{stderr}");
-        if replicas == "0" {
-            wait(plane, &ns, 120, "the pods did not stop", || {
-                let list = get(plane, &ns, "pods")?;
-                list["items"].as_array()?.is_empty().then_some(())
-            });
-        }
-    }
+    scale_statefulset(plane, &ns, "kv", 0);
+    wait(plane, &ns, 120, "the pods did not stop", || {
+        let list = get(plane, &ns, "pods")?;
+        list["items"].as_array()?.is_empty().then_some(())
+    });
+    scale_statefulset(plane, &ns, "kv", 3);
     same_members("a stop to 0 and back");
     assert_eq!(
         read_key(plane, &ns, "kv-2", "/shaped/before").as_deref(),
@@ -579,20 +550,7 @@ fn start_ordinals_shift_every_member_and_the_scale_rules() {
     assert_ne!(manifest, USER_SHAPED_ETCD);
     let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&manifest));
     assert!(ok, "{stderr}");
-    let scale = |replicas: u32| {
-        let (ok, _, stderr) = run(
-            plane,
-            &[
-                "scale",
-                "-n",
-                &ns,
-                "statefulset/kv",
-                &format!("--replicas={replicas}"),
-            ],
-            None,
-        );
-        assert!(ok, "{stderr}");
-    };
+    let scale = |replicas: u32| scale_statefulset(plane, &ns, "kv", replicas);
     let three = ["kv-1", "kv-2", "kv-3"];
     wait_ready(plane, &ns, &three);
     let initial = wait_members(plane, &ns, &three, &three);
@@ -621,7 +579,7 @@ fn start_ordinals_shift_every_member_and_the_scale_rules() {
     );
 
     // The highest member restarting is not a scale-down.
-    let old_uid = get(plane, &ns, "pod/kv-3").unwrap()["metadata"]["uid"].clone();
+    let old_uid = pod_uid(plane, &ns, "kv-3");
     let (ok, _, stderr) = run(
         plane,
         &["delete", "pod", "-n", &ns, "kv-3", "--wait=false"],
@@ -633,10 +591,7 @@ fn start_ordinals_shift_every_member_and_the_scale_rules() {
         kept.contains("below spec.ordinals.start 1 + spec.replicas 3"),
         "{kept}"
     );
-    wait(plane, &ns, 240, "kv-3 did not come back", || {
-        let pod = get(plane, &ns, "pod/kv-3")?;
-        (pod["metadata"]["uid"] != old_uid).then_some(())
-    });
+    wait_replaced(plane, &ns, "kv-3", &old_uid);
     wait_ready(plane, &ns, &three);
     assert_eq!(wait_members(plane, &ns, &three, &three), initial);
     assert_eq!(
@@ -855,20 +810,7 @@ fn etcd_with_a_tls_secret_is_https_everywhere_and_follows_scale() {
         read_key(plane, &ns, "kv-2", "/tls/key").as_deref(),
         Some("over-tls")
     );
-    let scale = |replicas: u32| {
-        let (ok, _, stderr) = run(
-            plane,
-            &[
-                "scale",
-                "-n",
-                &ns,
-                "statefulset/kv",
-                &format!("--replicas={replicas}"),
-            ],
-            None,
-        );
-        assert!(ok, "{stderr}");
-    };
+    let scale = |replicas: u32| scale_statefulset(plane, &ns, "kv", replicas);
     scale(5);
     let five = ["kv-0", "kv-1", "kv-2", "kv-3", "kv-4"];
     wait_ready(plane, &ns, &five);

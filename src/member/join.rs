@@ -129,9 +129,7 @@ fn initial_cluster(members: &[Member], env: &MemberEnv) -> String {
         .iter()
         .flat_map(|m| {
             let name = if is_self(m, env) {
-                env.etcd
-                    .as_ref()
-                    .map_or_else(|| env.pod_name.clone(), |etcd| etcd.name.clone())
+                env.member_name().to_owned()
             } else {
                 label(m)
             };

@@ -77,8 +77,7 @@ pub async fn read_statefulset(
 }
 
 pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
-    let name = env.etcd.as_ref().map_or(&env.pod_name, |etcd| &etcd.name);
-    member.name == *name || member.peer_urls.iter().any(|u| host_of(u) == env.id)
+    member.name == env.member_name() || member.peer_urls.iter().any(|u| host_of(u) == env.id)
 }
 
 /// Removes this etcd member through any member that answers, checking first that the

@@ -412,6 +412,12 @@ impl MemberEnv {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// The name this member publishes in the member list: etcd's `ETCD_NAME` (the user's,
+    /// if they set one), else the pod name.
+    pub fn member_name(&self) -> &str {
+        self.etcd.as_ref().map_or(&self.pod_name, |etcd| &etcd.name)
+    }
+
     /// Whether this member is one of the bootstrap set that `RAFT_PEERS` names.
     pub fn is_bootstrap_member(&self) -> bool {
         (self.ordinal_start..self.ordinal_start.saturating_add(self.bootstrap_size))

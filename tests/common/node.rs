@@ -205,18 +205,36 @@ pub fn wait_event(plane: &ControlPlane, ns: &str, reason: &str, pod: &str) -> St
 }
 
 pub fn scale(plane: &ControlPlane, ns: &str, replicas: u32) {
+    scale_statefulset(plane, ns, "etcd", replicas);
+}
+
+/// `kubectl scale` of StatefulSet `name`, which must be admitted.
+pub fn scale_statefulset(plane: &ControlPlane, ns: &str, name: &str, replicas: u32) {
     let (ok, _, stderr) = run(
         plane,
         &[
             "scale",
             "-n",
             ns,
-            "statefulset/etcd",
+            &format!("statefulset/{name}"),
             &format!("--replicas={replicas}"),
         ],
         None,
     );
     assert!(ok, "{stderr}");
+}
+
+/// The uid of `pod`, to tell its replacement from it.
+pub fn pod_uid(plane: &ControlPlane, ns: &str, pod: &str) -> Value {
+    get(plane, ns, &format!("pod/{pod}")).expect("the pod exists")["metadata"]["uid"].clone()
+}
+
+/// Waits until `pod` exists again under another uid than `old_uid` (its replacement).
+pub fn wait_replaced(plane: &ControlPlane, ns: &str, pod: &str, old_uid: &Value) {
+    wait(plane, ns, 240, &format!("{pod} did not come back"), || {
+        let pod = get(plane, ns, &format!("pod/{pod}"))?;
+        (pod["metadata"]["uid"] != *old_uid).then_some(())
+    });
 }
 
 /// Applies `examples/etcd.yaml` in `ns`, after `edit` (identity for the example as shipped).
