@@ -1,6 +1,11 @@
 # The webhook and the in-pod helper are one static binary in one small image.
 #   docker build -t REGISTRY/raft-injector:0.1.0 .
-FROM rust:1-alpine AS build
+# The build image is pinned by digest (the tag is for people): a tag moved on the registry
+# cannot change what the binary is built from. To bump it, pick the new tag and take its
+# digest from the registry, e.g. `docker buildx imagetools inspect rust:1.92-alpine` or
+# `crane digest rust:1.92-alpine`, and replace both here; it must be >= Cargo.toml's
+# rust-version.
+FROM rust:1.91-alpine@sha256:45c1c35cd364b8055e9e86f8ecd3e8c874b2dcb658d8a4f94b5d111aa0d651a2 AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
 # Dependencies first, so source edits do not refetch them. .cargo/config.toml carries the

@@ -69,7 +69,7 @@ fi
 export KUBECONFIG=$dir/kubeconfig
 show kubectl get nodes
 
-say "Installing raft-injector in-cluster, as the README says (image from the Dockerfile, kubectl apply -k manifests, certs/install.sh)"
+say "Installing raft-injector in-cluster, as the README says (image from the Dockerfile, kubectl apply -k manifests; the webhook makes its own certificates)"
 "$controlplane" install "$dir"
 show kubectl get pods -n raft-injector
 

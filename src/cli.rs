@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::certs::rotation::Lifetimes;
 use crate::certs::CertRequest;
 use crate::policy::{MissingService, Settings};
+use crate::server::own_certs::OwnCertsConfig;
 use crate::server::tls::CertPaths;
-use crate::server::ServeConfig;
+use crate::server::{CertSource, ServeConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +48,7 @@ pub enum StatusFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook (HTTPS) and its health and metrics port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject Raft StatefulSets in YAML offline, like `istioctl kube-inject`.
     Inject(InjectArgs),
     /// Check YAML offline against the Raft rules; exit 1 when any is denied.
@@ -195,6 +197,34 @@ pub struct ServeArgs {
         default_value = "/etc/raft-injector/tls/tls.key"
     )]
     pub tls_key: PathBuf,
+    /// Keep the CA and serving certificate in this Secret of the webhook's namespace,
+    /// making and rotating them, and set the webhook configurations' caBundle (instead of
+    /// reading --tls-cert/--tls-key). Needs get/create/update on the Secret and get/update
+    /// on the two webhook configurations.
+    #[arg(long, env = "RAFT_INJECTOR_CERT_SECRET")]
+    pub cert_secret: Option<String>,
+    /// The webhook's namespace (with --cert-secret); default: the service account's.
+    #[arg(long, env = "RAFT_INJECTOR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The webhook's Service (with --cert-secret): the certificate's names, and the
+    /// Secret's owner.
+    #[arg(long, env = "RAFT_INJECTOR_SERVICE", default_value = "raft-injector")]
+    pub service: String,
+    /// The Mutating- and ValidatingWebhookConfiguration whose caBundle --cert-secret sets.
+    #[arg(
+        long,
+        env = "RAFT_INJECTOR_WEBHOOK_CONFIGURATION",
+        default_value = "raft-injector"
+    )]
+    pub webhook_configuration: String,
+    /// Validity of a CA made with --cert-secret, in days; a CA with less than a third of
+    /// this left is replaced (both trusted during the change).
+    #[arg(long, env = "RAFT_INJECTOR_CA_VALIDITY_DAYS", default_value_t = 3650)]
+    pub ca_validity_days: u32,
+    /// Validity of a serving certificate made with --cert-secret, in days; renewed when a
+    /// third of it is left.
+    #[arg(long, env = "RAFT_INJECTOR_CERT_VALIDITY_DAYS", default_value_t = 365)]
+    pub cert_validity_days: u32,
     /// How often to look for a rotated certificate, in seconds.
     #[arg(long, env = "RAFT_INJECTOR_CERT_RELOAD_SECONDS", default_value_t = 10)]
     pub cert_reload_seconds: u64,
@@ -250,6 +280,10 @@ pub enum ConfigError {
     ReloadInterval,
     #[error("--cluster-domain is {0:?}, which is not a DNS domain (e.g. cluster.local)")]
     ClusterDomain(String),
+    #[error(
+        "--cert-secret needs the webhook's namespace: pass --namespace (RAFT_INJECTOR_NAMESPACE)"
+    )]
+    Namespace,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error("--max-buffered-body-bytes is {0}; it must hold at least one whole review of {max} bytes", max = crate::server::app::MAX_BODY_BYTES)]
@@ -282,12 +316,9 @@ impl ServeArgs {
             return Err(ConfigError::BodyBudget(self.max_buffered_body_bytes));
         }
         Ok(ServeConfig {
+            certs: self.cert_source(&settings.cluster_domain)?,
             addr: self.addr,
             metrics_addr: self.metrics_addr,
-            certs: CertPaths {
-                cert: self.tls_cert.clone(),
-                key: self.tls_key.clone(),
-            },
             settings,
             cert_reload_interval: Duration::from_secs(self.cert_reload_seconds),
             shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
@@ -302,6 +333,42 @@ impl ServeArgs {
         })
     }
 }
+
+impl ServeArgs {
+    fn cert_source(&self, cluster_domain: &str) -> Result<CertSource, ConfigError> {
+        let Some(secret) = &self.cert_secret else {
+            return Ok(CertSource::Files(CertPaths {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            }));
+        };
+        if self.ca_validity_days == 0 || self.cert_validity_days == 0 {
+            return Err(ConfigError::Zero(
+                "--ca-validity-days and --cert-validity-days",
+            ));
+        }
+        let namespace = match &self.namespace {
+            Some(namespace) => namespace.clone(),
+            None => std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .map(|ns| ns.trim().to_owned())
+                .map_err(|_| ConfigError::Namespace)?,
+        };
+        Ok(CertSource::Secret(OwnCertsConfig {
+            namespace,
+            secret: secret.clone(),
+            service: self.service.clone(),
+            webhook_configuration: self.webhook_configuration.clone(),
+            cluster_domain: cluster_domain.to_owned(),
+            lifetimes: Lifetimes {
+                ca: time::Duration::days(i64::from(self.ca_validity_days)),
+                leaf: time::Duration::days(i64::from(self.cert_validity_days)),
+            },
+        }))
+    }
+}
+
+/// Where a pod finds its own namespace.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Which manifests the offline commands read, like kubectl's `-f`, `-R` and `-n`.
 #[derive(Clone, Debug, Args)]

@@ -2,7 +2,7 @@
 //! module by `scripts/helm.sh`: `helm lint` is clean, the defaults render exactly the objects
 //! of `kubectl kustomize manifests` (and the cert-manager mode those of
 //! `manifests/cert-manager`), apart from Helm's own labels and the Namespace, a typo in
-//! values is an error, and the generated-certificate mode ties the caBundle to the Secret.
+//! values is an error, and the default (managed) mode renders no certificate, the same every time.
 
 mod common;
 
@@ -291,14 +291,19 @@ fn values_reach_the_objects() {
     assert!(rendered.contains_key("ServiceMonitor/raft-injector/raft-injector"));
 }
 
+/// The default (managed) install renders no certificate at all, so every render is the same
+/// (Argo CD shows no diff); the webhook gets the RBAC for its own Secret and configurations.
 #[test]
-fn generated_certificates_tie_the_ca_bundle_to_the_secret() {
-    let rendered = objects(
-        "chart",
-        &template(&["--set", "certs.mode=generate"]).expect("renders"),
+fn the_default_install_renders_no_certificate_and_the_same_every_time() {
+    let first = template(&[]).expect("renders");
+    let second = template(&[]).expect("renders");
+    assert_eq!(first, second, "two renders differ");
+    let rendered = objects("chart", &first);
+    assert!(
+        !rendered.keys().any(|k| k.starts_with("Secret/")),
+        "no Secret is rendered: {:?}",
+        rendered.keys().collect::<Vec<_>>()
     );
-    let secret = &rendered["Secret/raft-injector/raft-injector-tls"];
-    let ca = secret["data"]["ca.crt"].as_str().expect("ca.crt");
     for kind in [
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
@@ -307,13 +312,109 @@ fn generated_certificates_tie_the_ca_bundle_to_the_secret() {
             .as_array()
             .unwrap()
         {
-            assert_eq!(hook["clientConfig"]["caBundle"], ca, "{kind}");
+            assert!(
+                hook["clientConfig"].get("caBundle").is_none(),
+                "{kind}: the webhook sets caBundle, the chart must not"
+            );
         }
     }
-    use base64::Engine;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(secret["data"]["tls.crt"].as_str().unwrap())
+    let role = &rendered["Role/raft-injector/raft-injector-certs"];
+    assert_eq!(role["rules"][0]["resourceNames"][0], "raft-injector-tls");
+    let deployment = &rendered["Deployment/raft-injector/raft-injector"];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(pod.get("volumes").is_none(), "nothing mounted: {pod}");
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "RAFT_INJECTOR_CERT_SECRET" && e["value"] == "raft-injector-tls"));
+    // The other modes mount the Secret and get no such RBAC.
+    for mode in ["certs.mode=external", "certs.mode=certManager"] {
+        let other = objects("chart", &template(&["--set", mode]).expect("renders"));
+        assert!(
+            !other.contains_key("Role/raft-injector/raft-injector-certs"),
+            "{mode}"
+        );
+        let pod = &other["Deployment/raft-injector/raft-injector"]["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["secret"]["secretName"], "raft-injector-tls",
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn the_external_mode_renders_the_external_manifests() {
+    let rendered = objects(
+        "chart",
+        &template(&["--set", "certs.mode=external"]).expect("renders"),
+    );
+    assert_same(&rendered, &kustomize("manifests/external"));
+}
+
+/// Release references: the chart's `image.digest` and `scripts/release-manifests.sh` write
+/// the webhook image and the helper image as tag@digest in every variant, and the
+/// Dockerfile's build image is pinned by digest.
+#[test]
+fn release_references_pin_images_by_tag_and_digest() {
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let pinned = format!("ghcr.io/raft-injector/raft-injector:0.1.0@{digest}");
+    let rendered = objects(
+        "chart",
+        &template(&["--set", &format!("image.digest={digest}")]).expect("renders"),
+    );
+    let container = &rendered["Deployment/raft-injector/raft-injector"]["spec"]["template"]["spec"]
+        ["containers"][0];
+    assert_eq!(container["image"], pinned.as_str());
+    let helper = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RAFT_INJECTOR_HELPER_IMAGE")
         .unwrap();
-    let text = String::from_utf8(pem).unwrap();
-    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+    assert_eq!(helper["value"], pinned.as_str());
+    let error = template(&["--set", "image.digest=latest"]).expect_err("not a digest");
+    assert!(error.contains("digest"), "{error}");
+
+    for variant in ["manifests", "manifests/external", "manifests/cert-manager"] {
+        let out = Command::new(common::root().join("scripts/release-manifests.sh"))
+            .args([&digest, variant])
+            .output()
+            .expect("the script runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let references: Vec<&str> = text
+            .match_indices("ghcr.io/raft-injector/raft-injector")
+            .map(|(at, _)| text[at..].split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(references.len(), 2, "{variant}: image and helper image");
+        assert!(
+            references.iter().all(|r| *r == pinned),
+            "{variant}: {references:?}"
+        );
+        // Still the same objects otherwise (kustomize() leaves the Namespace out).
+        let mut released = objects(variant, &text);
+        released.retain(|key, _| !key.starts_with("Namespace/"));
+        assert_eq!(
+            released.keys().collect::<Vec<_>>(),
+            kustomize(variant).keys().collect::<Vec<_>>()
+        );
+    }
+    let refused = Command::new(common::root().join("scripts/release-manifests.sh"))
+        .arg("0.1.0")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a tag is not a digest");
+
+    let dockerfile = common::read("Dockerfile");
+    for line in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            image == "scratch" || image.contains("@sha256:"),
+            "{line}: pin the build image by digest"
+        );
+    }
 }

@@ -1,9 +1,12 @@
 //! The Helm chart on the local cluster's real node, with the real `helm`, and
-//! `raft-injector check` at every step: install (Helm generates the certificates) → check all
+//! `raft-injector check` at every step: an `external` install without its Secret fails at
+//! once → install with the defaults (the webhook makes its own certificates) → check all
 //! green → the etcd example runs and check sees its 3 members → a stale member added by hand
 //! makes check fail naming it, with the command that removes it → an upgrade with changed
-//! values while requests keep coming (none fails) → a caBundle that does not trust the served
-//! certificate makes check fail → an uninstall that leaves no webhook configuration, Secret or
+//! values while requests keep coming (none fails) → a CA change by the webhook itself (a
+//! longer CA validity), old and new CA trusted, while requests keep coming (none fails) → a
+//! caBundle that does not trust the served certificate makes check fail, and the webhook
+//! puts its own back when it starts → an uninstall that leaves no webhook configuration, Secret or
 //! RBAC behind (a leftover fail-closed webhook would block every opted-in namespace), which
 //! check reports as no installation.
 //!
@@ -207,6 +210,9 @@ fn leftovers(plane: &ControlPlane) -> Vec<String> {
         ("", "clusterrole/raft-injector"),
         ("", "clusterrole/raft-injector-member"),
         ("", "clusterrolebinding/raft-injector"),
+        ("", "clusterrole/raft-injector-certs"),
+        ("", "clusterrolebinding/raft-injector-certs"),
+        ("raft-injector", "role/raft-injector-certs"),
         ("raft-injector", "secret/raft-injector-tls"),
         ("raft-injector", "deployment/raft-injector"),
         ("raft-injector", "service/raft-injector"),
@@ -257,14 +263,14 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
         args.extend_from_slice(values);
         helm(plane, &args)
     };
-    // The default mode (external) without its Secret fails at once, saying what to do, and
-    // creates nothing.
+    // The external mode without its Secret fails at once, saying what to do, and creates
+    // nothing.
     let started = Instant::now();
-    let (ok, out) = install(&[]);
+    let (ok, out) = install(&["--set", "certs.mode=external"]);
     assert!(
         !ok && out.contains(
             "Secret raft-injector/raft-injector-tls with tls.crt and tls.key does not exist"
-        ) && out.contains("certs.mode=generate"),
+        ) && out.contains("leave certs.mode at managed"),
         "an external install without its Secret must fail at once: {out}"
     );
     assert!(
@@ -275,8 +281,20 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
     assert_eq!(leftovers(plane), Vec::<String>::new());
 
     let release = Release(plane);
-    let (ok, out) = install(&["--set", "certs.mode=generate"]);
+    // The defaults: no certificate values at all.
+    let (ok, out) = install(&[]);
     assert!(ok, "helm install: {out}");
+    let secret = get(plane, "raft-injector", "secret/raft-injector-tls")
+        .expect("the webhook made its Secret");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"], "Service",
+        "owned by the webhook's Service, so an uninstall removes it: {secret:#}"
+    );
+    assert_eq!(
+        ca_bundle_certificates(plane),
+        1,
+        "the webhook set the caBundle"
+    );
     let deployment = get(plane, "raft-injector", "deployment/raft-injector").unwrap();
     assert_eq!(deployment["status"]["readyReplicas"], 2, "{deployment:#}");
 
@@ -472,13 +490,15 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
     assert_eq!(
         get(plane, "raft-injector", "secret/raft-injector-tls").unwrap()["data"]["ca.crt"],
         secret_before,
-        "an upgrade keeps the generated CA"
+        "an upgrade keeps the webhook's CA"
     );
     eprintln!("helm upgrade: {applied} applies while the webhook rolled, all admitted");
 
-    // Rotation of the generated certificates: a new CA and pair, while the pods still serve
-    // the old pair until kubelet syncs the Secret; the caBundle trusts both meanwhile, so no
-    // request fails. A later upgrade drops the old CA.
+    // A CA change made by the webhook itself, under load: a longer CA validity makes the
+    // current CA short of it, so the new pods make a new CA, trust old and new in every
+    // caBundle, and only then serve a leaf from the new CA; the old pods' leaf stays trusted
+    // through the old CA. No request fails. (A long pass interval from here on, so that the
+    // foreign caBundle below stays until the pods restart.)
     let appliers = Appliers::start(&ns, &example);
     let started = Instant::now();
     let (ok, out) = helm(
@@ -491,12 +511,21 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
             "raft-injector",
             "--reuse-values",
             "--set",
-            "certs.regenerate=true",
+            "certs.managed.caValidityDays=36500",
+            "--set",
+            "config.certReloadSeconds=3600",
+            "--wait",
+            "--timeout",
+            "3m",
         ],
     );
-    assert!(ok, "helm upgrade (regenerate): {out}");
+    assert!(ok, "helm upgrade (CA validity): {out}");
     let secret = get(plane, "raft-injector", "secret/raft-injector-tls").unwrap();
     assert_ne!(secret["data"]["ca.crt"], secret_before, "a new CA");
+    assert_eq!(
+        secret["data"]["ca-previous.crt"], secret_before,
+        "the old CA is kept as the previous one"
+    );
     assert_eq!(
         ca_bundle_certificates(plane),
         2,
@@ -506,31 +535,19 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
     common::node::wait(
         plane,
         "raft-injector",
-        240,
-        "the webhook pods did not take up the regenerated certificate",
-        || serving(plane).iter().all(|f| *f == new_leaf).then_some(()),
+        120,
+        "the webhook pods do not all serve the new leaf",
+        || {
+            let served = serving(plane);
+            (served.len() == 2 && served.iter().all(|f| *f == new_leaf)).then_some(())
+        },
     );
     let took = started.elapsed();
-    let (ok, out) = helm(
-        plane,
-        &[
-            "upgrade",
-            "raft-injector",
-            &chart,
-            "-n",
-            "raft-injector",
-            "--reuse-values",
-            "--set",
-            "certs.regenerate=false",
-        ],
-    );
-    assert!(ok, "helm upgrade (drop the old CA): {out}");
-    assert_eq!(ca_bundle_certificates(plane), 1, "the old CA is dropped");
-    let applied = appliers.stop("the certificate rotation");
+    let applied = appliers.stop("the CA change");
     let (ok, out) = check(plane, &["-n", &ns]);
-    assert!(ok, "check after the rotation:\n{out}");
+    assert!(ok, "check after the CA change:\n{out}");
     eprintln!(
-        "certificate rotation: pods served the new pair after {took:?}; {applied} applies meanwhile, all admitted"
+        "CA change: pods served a leaf of the new CA after {took:?}; {applied} applies meanwhile, all admitted"
     );
 
     // A caBundle that does not trust what the pods serve fails check (and admission).
@@ -571,14 +588,40 @@ fn helm_installs_upgrades_and_uninstalls_cleanly() {
         ],
     );
     eprintln!("check with a foreign caBundle:\n{out}");
+    // The webhook puts its own caBundle back (here on start; else within a pass).
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "-n",
+            "raft-injector",
+            "rollout",
+            "restart",
+            "deployment/raft-injector",
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    wait(
+        plane,
+        &ns,
+        180,
+        "check did not pass after the webhook restarted with a foreign caBundle",
+        || check(plane, &["-n", &ns]).0.then_some(()),
+    );
+    assert_eq!(ca_bundle_certificates(plane), 2, "its own CAs are back");
 
     // Uninstall leaves nothing that could block admission, and check says nothing is installed.
     drop(release);
-    assert_eq!(
-        leftovers(plane),
-        Vec::<String>::new(),
-        "helm uninstall left these"
-    );
+    // The Secret goes with its owner, the Service, through the garbage collector.
+    let mut left = leftovers(plane);
+    for _ in 0..30 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        left = leftovers(plane);
+    }
+    assert_eq!(left, Vec::<String>::new(), "helm uninstall left these");
     let (ok, out) = check(plane, &["-n", &ns]);
     assert!(!ok, "{out}");
     assert_lines(

@@ -1,5 +1,5 @@
 //! On the local cluster's real node: raft-injector installed in-cluster the way the README
-//! says (the image built from the Dockerfile, the kustomize manifests, certs/install.sh;
+//! says (the image built from the Dockerfile, the kustomize manifests, which make the webhook keep its own certificates;
 //! `run.sh install`), and `examples/etcd.yaml` applied unchanged. Pods really start: the
 //! init containers copy and run the helper, peers find each other through the headless
 //! Service's DNS, the helper reads the StatefulSet with the pod's service-account token, and

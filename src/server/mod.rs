@@ -5,6 +5,7 @@ pub mod budget;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod own_certs;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -21,14 +22,24 @@ use crate::policy::Settings;
 use app::AppState;
 use health::Readiness;
 use metrics::Metrics;
+use own_certs::{OwnCerts, OwnCertsConfig};
 use tls::{CertPaths, CertReloader};
+
+/// Where the serving pair comes from.
+#[derive(Clone, Debug)]
+pub enum CertSource {
+    /// PEM files (a mounted Secret), polled for changes.
+    Files(CertPaths),
+    /// A Secret the webhook keeps itself, with the caBundles ([`own_certs`]).
+    Secret(OwnCertsConfig),
+}
 
 /// Everything `serve` needs, already checked.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub certs: CertPaths,
+    pub certs: CertSource,
     pub settings: Settings,
     pub cert_reload_interval: Duration,
     /// After SIGTERM: keep serving (not ready) this long, then drain for `shutdown_grace`.
@@ -110,16 +121,56 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::default());
 
-    let reloader = CertReloader::load(config.certs.clone())?;
+    let client = kube::Client::try_default().await?;
+    let caches = Caches::start(client.clone(), readiness.caches_synced.clone());
+
+    // The side port first, so /livez answers while the certificate is being settled.
+    let (stop, stopped) = watch::channel(false);
+    let side = bind(config.metrics_addr).await?;
+    let mut side_stopped = stopped.clone();
+    let side_app = health::router(readiness.clone(), metrics.clone());
+    let side_server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = side_stopped.changed().await;
+        };
+        if let Err(error) = axum::serve(side, side_app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "metrics server failed");
+        }
+    });
+
+    let reloader = match config.certs.clone() {
+        CertSource::Files(paths) => {
+            let reloader = CertReloader::load(paths)?;
+            tokio::spawn(
+                reloader
+                    .clone()
+                    .watch(config.cert_reload_interval, metrics.clone()),
+            );
+            reloader
+        }
+        CertSource::Secret(own) => {
+            let own = OwnCerts::new(client.clone(), own);
+            let reloader = tokio::select! {
+                reloader = own.first() => reloader,
+                _ = termination() => return Ok(()),
+            };
+            tokio::spawn(own.keep(
+                reloader.clone(),
+                config.cert_reload_interval,
+                metrics.clone(),
+                readiness.clone(),
+            ));
+            reloader
+        }
+    };
     if let Some(der) = reloader.current_certificate() {
         metrics.serving_certificate(&der);
     }
     readiness.certs_loaded.store(true, Ordering::Release);
     let tls = Arc::new(tls::server_config(reloader.clone())?);
-    tokio::spawn(reloader.watch(config.cert_reload_interval, metrics.clone()));
-
-    let client = kube::Client::try_default().await?;
-    let caches = Caches::start(client, readiness.caches_synced.clone());
 
     let state = AppState {
         lookup: Arc::new(caches) as Arc<dyn Lookup>,
@@ -134,23 +185,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ..config.limits
     };
     let https = bind(config.addr).await?;
-    let side = bind(config.metrics_addr).await?;
     tracing::info!(addr = %config.addr, metrics_addr = %config.metrics_addr, "raft-injector serving");
 
-    let (stop, stopped) = watch::channel(false);
-    let mut side_stopped = stopped.clone();
-    let side_app = health::router(readiness.clone(), metrics.clone());
-    let side_server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = side_stopped.changed().await;
-        };
-        if let Err(error) = axum::serve(side, side_app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "metrics server failed");
-        }
-    });
     let webhook = tokio::spawn(listener::serve_tls(
         https,
         tls,

@@ -113,10 +113,29 @@ impl CertReloader {
         }))
     }
 
+    /// A pair held in memory (`serve --cert-secret`); `paths` only names it in errors.
+    pub fn from_pem(
+        cert: &[u8],
+        key: &[u8],
+        paths: CertPaths,
+    ) -> Result<Arc<CertReloader>, TlsError> {
+        let source = (cert.to_vec(), key.to_vec());
+        let pair = Arc::new(certified_key(&source.0, &source.1, &paths)?);
+        Ok(Arc::new(CertReloader {
+            paths,
+            current: RwLock::new(Loaded { pair, source }),
+        }))
+    }
+
     /// Re-reads the files. `Ok(true)` when a new pair was taken, `Ok(false)` when nothing
     /// changed, `Err` when the files changed but the new pair is not usable (the old one stays).
     pub fn reload(&self) -> Result<bool, TlsError> {
         let source = (read(&self.paths.cert)?, read(&self.paths.key)?);
+        self.replace(source)
+    }
+
+    /// Takes `(cert, key)` PEM if it differs from the pair served now; as [`Self::reload`].
+    pub fn replace(&self, source: (Vec<u8>, Vec<u8>)) -> Result<bool, TlsError> {
         let unchanged = self
             .current
             .read()

@@ -690,9 +690,9 @@ EOF
 
 # --- install ----------------------------------------------------------------------------
 
-# The webhook, in-cluster, as the README's "Install on a real cluster" says: the image, the
-# kustomize manifests, then certs/install.sh. Returns when a dry-run create is admitted
-# through the webhook's Service.
+# The webhook, in-cluster, as the README's "Install on a real cluster" says: the image and
+# the kustomize manifests (the webhook makes its own certificates and sets the caBundle).
+# Returns when a dry-run create is denied through the webhook's Service.
 install_webhook() {
   local dir archive
   dir=$(cd "$1" && pwd)
@@ -702,9 +702,6 @@ install_webhook() {
   export KUBECONFIG=$dir/kubeconfig
   kubectl apply -k "$root/manifests" >"$dir/logs/install.log" 2>&1 ||
     { log_tail "$dir" install; die "kubectl apply -k manifests failed"; }
-  RAFT_INJECTOR=$root/target/x86_64-unknown-linux-musl/release/raft-injector \
-    "$root/certs/install.sh" >>"$dir/logs/install.log" 2>&1 ||
-    { log_tail "$dir" install; die "certs/install.sh failed"; }
   # The tag stays 0.1.0 while the code changes: a new image digest rolls the pods, so the
   # webhook always runs what was just built (a no-op when the image is unchanged).
   kubectl -n raft-injector patch deployment raft-injector --type merge -p \

@@ -15,6 +15,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+pub mod rotation;
+
 pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const CERT_FILE: &str = "tls.crt";
@@ -88,27 +90,36 @@ pub struct Issued {
     pub key: String,
 }
 
-fn validity(params: &mut CertificateParams, days: u32) {
+fn validity(params: &mut CertificateParams, now: OffsetDateTime, life: Duration) {
     // Backdated a little so a skewed API server clock still accepts a fresh certificate.
-    let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_after = now + life;
 }
 
 fn new_ca(request: &CertRequest) -> Result<Ca, CertsError> {
+    // The CA outlives several leaf rotations.
+    let life = Duration::days(i64::from(request.days.saturating_mul(3)));
+    new_ca_at(request, OffsetDateTime::now_utc(), life)
+}
+
+/// A new self-signed CA valid for `life` from `now`.
+pub fn new_ca_at(
+    request: &CertRequest,
+    now: OffsetDateTime,
+    life: Duration,
+) -> Result<Ca, CertsError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = DistinguishedName::new();
     // The creation time tells CAs apart in a bundle that holds two during a change.
-    let created = OffsetDateTime::now_utc().unix_timestamp();
+    let created = now.unix_timestamp();
     params.distinguished_name.push(
         DnType::CommonName,
         format!("raft-injector CA ({}) {created}", request.namespace),
     );
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    // The CA outlives several leaf rotations.
-    validity(&mut params, request.days.saturating_mul(3));
+    validity(&mut params, now, life);
     let cert = params.self_signed(&key)?;
     Ok(Ca {
         cert: cert.pem(),
@@ -122,6 +133,23 @@ pub fn issue(request: &CertRequest, ca: Option<&Ca>) -> Result<Issued, CertsErro
         Some(ca) => (ca.clone(), true),
         None => (new_ca(request)?, false),
     };
+    let life = Duration::days(i64::from(request.days));
+    let (cert, key) = issue_leaf_at(request, &ca, OffsetDateTime::now_utc(), life)?;
+    Ok(Issued {
+        ca,
+        ca_reused,
+        cert,
+        key,
+    })
+}
+
+/// A serving certificate and its key (PEM) signed by `ca`, valid for `life` from `now`.
+pub fn issue_leaf_at(
+    request: &CertRequest,
+    ca: &Ca,
+    now: OffsetDateTime,
+    life: Duration,
+) -> Result<(String, String), CertsError> {
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
 
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -137,15 +165,9 @@ pub fn issue(request: &CertRequest, ca: Option<&Ca>) -> Result<Issued, CertsErro
     leaf.use_authority_key_identifier_extension = true;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut leaf, request.days);
+    validity(&mut leaf, now, life);
     let cert = leaf.signed_by(&key, &issuer)?;
-
-    Ok(Issued {
-        ca,
-        ca_reused,
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The CA kept in `dir`, if there is one. Half a CA, or one that does not parse, is an
