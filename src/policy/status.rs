@@ -1,7 +1,12 @@
 //! The bookkeeping annotation `raft-injector.io/status` (SPEC §4).
 
+use super::pieces::{helper_mount, helper_volume, Env};
+use super::resolve::Resolved;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use super::flavor::Flavor;
 use super::names::STATUS_ANNOTATION;
@@ -77,5 +82,123 @@ impl Recorded {
             .flatten()
             .map(|status| status.bootstrap_size)
             .find(|&size| size != 0)
+    }
+}
+
+/// SHA-256 over everything the injector puts into the pod template.
+pub(crate) fn injection_hash(
+    r: &Resolved,
+    desired: &[EnvVar],
+    desired_json: &[&RawValue],
+    owned: &[String],
+    init: &Container,
+    pre_stop: bool,
+) -> String {
+    let env: Vec<Env> = desired
+        .iter()
+        .zip(desired_json)
+        .filter(|(v, _)| owned.contains(&v.name))
+        .map(|(_, json)| Env::Injected(json))
+        .collect();
+    // Hashed as compact JSON, byte for byte what `Value::to_string` printed when this was
+    // first written (recorded hashes must not change).
+    let material = (
+        env,
+        init,
+        helper_volume(),
+        helper_mount(),
+        pre_stop,
+        r.container,
+    );
+    let mut hashing = Hashing::default();
+    // Writing plain structs into the hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, &material);
+    let digest = hashing.finish();
+    let mut hex = String::with_capacity(64);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in digest {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    hex
+}
+
+/// SHA-256 of what is written, fed in blocks from a buffer on the stack: serde writes JSON
+/// in many small pieces, and each would be a call into the hasher.
+pub(crate) struct Hashing {
+    hasher: Sha256,
+    buffer: [u8; 512],
+    len: usize,
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing {
+            hasher: Sha256::new(),
+            buffer: [0; 512],
+            len: 0,
+        }
+    }
+}
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.len + bytes.len() > self.buffer.len() {
+            self.hasher.update(&self.buffer[..self.len]);
+            self.len = 0;
+        }
+        if bytes.len() > self.buffer.len() {
+            self.hasher.update(bytes);
+        } else {
+            self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Hashing {
+    fn finish(mut self) -> [u8; 32] {
+        self.hasher.update(&self.buffer[..self.len]);
+        self.hasher.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod hashing_tests {
+    use super::Hashing;
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+
+    #[test]
+    fn hashing_in_pieces_is_hashing_the_whole() {
+        // Pieces that fit the buffer, fill it exactly, overflow it, and exceed it alone.
+        let whole: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for sizes in [
+            &[1usize, 3, 17][..],
+            &[512],
+            &[511, 2, 700],
+            &[1500, 1, 1499],
+        ] {
+            let mut hashing = Hashing::default();
+            let mut at = 0;
+            for &size in sizes.iter().cycle() {
+                if at == whole.len() {
+                    break;
+                }
+                let end = (at + size).min(whole.len());
+                hashing.write_all(&whole[at..end]).unwrap();
+                at = end;
+            }
+            assert_eq!(
+                hashing.finish().as_slice(),
+                Sha256::digest(&whole).as_slice(),
+                "pieces of {sizes:?}"
+            );
+        }
     }
 }
