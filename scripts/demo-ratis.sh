@@ -11,23 +11,11 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${1:-$repo/.run/demo}
-controlplane=$repo/tests/controlplane/run.sh
 ns=demo-ratis
+demo=demo-ratis
+# shellcheck source=scripts/lib/demo.sh
+source "$repo/scripts/lib/demo.sh"
 
-if ! command -v kubectl >/dev/null; then
-  mkdir -p "$dir/bin"
-  printf '#!/bin/sh\nexec "%s" kubectl "$@"\n' "$("$controlplane" build)" >"$dir/bin/kubectl"
-  chmod +x "$dir/bin/kubectl"
-  export PATH="$dir/bin:$PATH"
-fi
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
-die() { printf 'demo-ratis: %s\n' "$*" >&2; exit 1; }
-explain() {
-  kubectl get pods,pvc -n "$ns" -o wide >&2 || true
-  kubectl get events -n "$ns" --sort-by .lastTimestamp >&2 | tail -n 20 || true
-}
 ip_of() { kubectl get pod -n "$ns" "$1" -o jsonpath='{.status.podIP}'; }
 # curl against a pod's http port (pod IPs are reachable from the host), shown as typed.
 pod_curl() { # pod path [curl args...]
@@ -58,24 +46,13 @@ sys.exit(0 if ok else 1)' "$1" <<<"$views" && return
   die "the group did not reach $1 peers with one leader within 120s"
 }
 
-running=$(cat /run/raft-injector-node 2>/dev/null || true)
-if [[ -n $running ]] && "$controlplane" status "$running" 2>/dev/null; then
-  say "Reusing the local cluster in $running"
-  dir=$running
-else
-  say "Starting the local cluster"
-  "$controlplane" up "$dir"
-fi
-export KUBECONFIG=$dir/kubeconfig
+use_cluster
 
 say "Installing raft-injector in-cluster, and building the Ratis example's image (Maven, jlink; no Docker)"
 "$controlplane" install "$dir"
 "$controlplane" ratis "$dir" >/dev/null
 
-say "Opting a fresh namespace in"
-kubectl delete namespace "$ns" --ignore-not-found --timeout 180s >/dev/null
-kubectl create namespace "$ns" >/dev/null
-show kubectl label namespace "$ns" raft-injector.io/injection=enabled
+fresh_namespace
 
 say "Applying examples/ratis/kv.yaml unchanged: the app reads RAFT_GROUP_ID, RAFT_PEERS and POD_NAME"
 started=$SECONDS

@@ -11,27 +11,11 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir=${1:-$repo/.run/demo}
-controlplane=$repo/tests/controlplane/run.sh
 ns=demo
+demo=demo
+# shellcheck source=scripts/lib/demo.sh
+source "$repo/scripts/lib/demo.sh"
 
-# kubectl shows what users see; without one on PATH, use the cluster's own (the kubectl of
-# the same Kubernetes release, built into its multi-call binary).
-if ! command -v kubectl >/dev/null; then
-  mkdir -p "$dir/bin"
-  printf '#!/bin/sh\nexec "%s" kubectl "$@"\n' "$("$controlplane" build)" >"$dir/bin/kubectl"
-  chmod +x "$dir/bin/kubectl"
-  export PATH="$dir/bin:$PATH"
-fi
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-
-# What the cluster looked like, when a step does not finish in time.
-explain() {
-  kubectl get pods,pvc -n "$ns" -o wide >&2 || true
-  kubectl get events -n "$ns" --sort-by .lastTimestamp >&2 | tail -n 20 || true
-}
 wait_ready() { # count
   local deadline=$((SECONDS + 240)) ready
   while ((SECONDS < deadline)); do
@@ -57,26 +41,14 @@ wait_members() { # count
   die "the etcd cluster did not reach $1 started members within 120s"
 }
 
-# One node runs per machine: reuse the one that is up (the tests', or an earlier demo's).
-running=$(cat /run/raft-injector-node 2>/dev/null || true)
-if [[ -n $running ]] && "$controlplane" status "$running" 2>/dev/null; then
-  say "Reusing the local cluster in $running"
-  dir=$running
-else
-  say "Starting the local cluster: etcd, kube-apiserver, controllers, scheduler, kubelet, containerd, kube-proxy, CoreDNS"
-  "$controlplane" up "$dir"
-fi
-export KUBECONFIG=$dir/kubeconfig
+use_cluster
 show kubectl get nodes
 
 say "Installing raft-injector in-cluster, as the README says (image from the Dockerfile, kubectl apply -k manifests; the webhook makes its own certificates)"
 "$controlplane" install "$dir"
 show kubectl get pods -n raft-injector
 
-say "Opting a fresh namespace in"
-kubectl delete namespace "$ns" --ignore-not-found --timeout 180s >/dev/null
-kubectl create namespace "$ns" >/dev/null
-show kubectl label namespace "$ns" raft-injector.io/injection=enabled
+fresh_namespace
 
 say "Applying examples/etcd.yaml unchanged: a headless Service and a StatefulSet labelled raft-injector.io/raft=true"
 show kubectl apply -n "$ns" -f "$repo/examples/etcd.yaml"

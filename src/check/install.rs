@@ -638,8 +638,9 @@ async fn certificates(
     } else {
         report.push(
             Check::fail(INSTALLATION, trust, problems.join("\n")).hint(
-                "the caBundle and the serving Secret are out of step: rerun certs/install.sh (kustomize), helm upgrade \
-                 (certs.mode=generate), or check cert-manager's Certificate and CA injector; pods reload a rotated Secret within a minute",
+                "the caBundle and the serving certificate are out of step: the default install (serve --cert-secret) puts its \
+                 caBundle back within --cert-reload-seconds, else its log says why (often RBAC); manifests/external: rerun \
+                 certs/install.sh; cert-manager: check its Certificate and CA injector; mounted Secrets reload within a minute",
             ),
         );
     }
