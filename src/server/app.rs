@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 
 use super::budget::{BodyBudget, Hold, Shed};
 use super::metrics::{Metrics, Outcome};
-use crate::admission::{decide, parse, respond, settle, subject, Webhook};
+use crate::admission::{review, Webhook};
 use crate::cluster::Lookup;
 use crate::policy::Settings;
 
@@ -158,29 +158,19 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
             return reject(&state, webhook, status, message, started);
         }
     };
-    let mut req = match parse(&body) {
-        Ok(req) => req,
+    let (req, response) = match review(
+        webhook,
+        &body,
+        state.lookup.as_ref(),
+        state.cache_grace,
+        &state.settings,
+    )
+    .await
+    {
+        Ok(reviewed) => reviewed,
         Err(message) => return reject(&state, webhook, StatusCode::BAD_REQUEST, message, started),
     };
-
     let operation = req.operation_name();
-    // No span per request: creating one costs more than the rest of a small admission's
-    // bookkeeping; the events that are logged carry the request's identity themselves.
-    let objects = std::mem::take(&mut req.objects);
-    let decision = match subject(webhook, &req, objects) {
-        Ok(subject) => {
-            settle(&req, &subject, state.lookup.as_ref(), state.cache_grace).await;
-            decide(
-                webhook,
-                &req,
-                &subject,
-                state.lookup.as_ref(),
-                &state.settings,
-            )
-        }
-        Err(error) => Err(error),
-    };
-    let response = respond(&req, decision);
     let outcome = match (response.allowed, response.patch.is_some()) {
         (false, _) => Outcome::Denied,
         (true, true) => Outcome::Patched,

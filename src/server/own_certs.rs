@@ -5,8 +5,9 @@
 //! Every replica runs the same pass, on start and then every `--cert-reload-seconds`:
 //! read the Secret (in the webhook's namespace), let [`crate::certs::rotation::plan`] say
 //! what it should hold, write that with the `resourceVersion` read (a replica that loses the
-//! race reads again and agrees), make every webhook's `caBundle` in the two webhook
-//! configurations the current CA plus the previous one, and serve the Secret's pair from
+//! race reads again and agrees), make the `caBundle` of every webhook in the two webhook
+//! configurations that calls its Service the current CA plus the previous one (a webhook
+//! that calls a URL or another Service is left alone), and serve the Secret's pair from
 //! memory. Nothing mounts the Secret, so a new pair is served within one pass, not after
 //! kubelet's sync. The Secret is owned by the webhook's Service, so uninstalling removes it.
 
@@ -101,6 +102,15 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
+/// Whether a webhook calls this webhook's Service: only those get its caBundle. A webhook
+/// that calls a URL or another Service is someone else's (another installation, a test's).
+fn calls(config: &WebhookClientConfig, namespace: &str, service: &str) -> bool {
+    config
+        .service
+        .as_ref()
+        .is_some_and(|s| s.namespace == namespace && s.name == service)
+}
+
 /// Sets every client config's caBundle to `bundle`; whether anything changed.
 fn set_bundles<'a>(
     configs: impl Iterator<Item = &'a mut WebhookClientConfig>,
@@ -164,13 +174,15 @@ impl OwnCerts {
         let (Some(mutating), Some(validating)) = (mutating, validating) else {
             return Ok(false);
         };
+        let ours =
+            |c: &&WebhookClientConfig| calls(c, &self.config.namespace, &self.config.service);
         let m = mutating.webhooks.iter().flatten().map(|w| &w.client_config);
         let v = validating
             .webhooks
             .iter()
             .flatten()
             .map(|w| &w.client_config);
-        Ok(trusts(m, ca) && trusts(v, ca))
+        Ok(trusts(m.filter(ours), ca) && trusts(v.filter(ours), ca))
     }
 
     /// Makes one configuration's caBundles `bundle`; whether it changed anything.
@@ -191,7 +203,10 @@ impl OwnCerts {
             );
             return Ok(false);
         };
-        if !set_bundles(webhooks(&mut object).into_iter(), bundle) {
+        let ours = webhooks(&mut object)
+            .into_iter()
+            .filter(|c| calls(c, &self.config.namespace, &self.config.service));
+        if !set_bundles(ours, bundle) {
             return Ok(false);
         }
         // `replace` carries the resourceVersion read: a concurrent change is a 409, not lost.
@@ -385,5 +400,49 @@ impl OwnCerts {
             }
             readiness.certs_loaded.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::admissionregistration::v1::ServiceReference;
+
+    fn service(namespace: &str, name: &str) -> WebhookClientConfig {
+        WebhookClientConfig {
+            service: Some(ServiceReference {
+                namespace: namespace.into(),
+                name: name.into(),
+                ..ServiceReference::default()
+            }),
+            ..WebhookClientConfig::default()
+        }
+    }
+
+    #[test]
+    fn only_webhooks_that_call_its_service_get_its_ca_bundle() {
+        let mut configs = [
+            service("raft-injector", "raft-injector"),
+            WebhookClientConfig {
+                url: Some("https://127.0.0.1:8443/mutate".into()),
+                ca_bundle: Some(ByteString(b"a test's CA".to_vec())),
+                ..WebhookClientConfig::default()
+            },
+            service("other", "raft-injector"),
+        ];
+        let ours = configs
+            .iter_mut()
+            .filter(|c| calls(c, "raft-injector", "raft-injector"));
+        assert!(set_bundles(ours, "PEM"));
+        assert_eq!(configs[0].ca_bundle, Some(ByteString(b"PEM".to_vec())));
+        assert_eq!(
+            configs[1].ca_bundle,
+            Some(ByteString(b"a test's CA".to_vec()))
+        );
+        assert_eq!(configs[2].ca_bundle, None);
+        let again = configs
+            .iter_mut()
+            .filter(|c| calls(c, "raft-injector", "raft-injector"));
+        assert!(!set_bundles(again, "PEM"), "nothing left to change");
     }
 }
