@@ -58,6 +58,25 @@ pub enum OwnCertsError {
     Contended,
 }
 
+/// The two kinds of webhook configuration, as far as the caBundle goes.
+trait Webhooks: Clone + DeserializeOwned + Serialize + std::fmt::Debug {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig>;
+}
+
+impl Webhooks for MutatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|w| &mut w.client_config).collect()
+    }
+}
+
+impl Webhooks for ValidatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|w| &mut w.client_config).collect()
+    }
+}
+
 /// One replica's view of the Secret and the webhook configurations.
 pub struct OwnCerts {
     config: OwnCertsConfig,
@@ -166,52 +185,40 @@ impl OwnCerts {
         }
     }
 
-    /// Whether both configurations' webhooks all trust `ca`; a missing one does not.
-    async fn bundles_trust(&self, ca: &str) -> Result<bool, kube::Error> {
-        let name = &self.config.webhook_configuration;
-        let mutating = self.mutating.get_opt(name).await?;
-        let validating = self.validating.get_opt(name).await?;
-        let (Some(mutating), Some(validating)) = (mutating, validating) else {
-            return Ok(false);
-        };
-        let ours =
-            |c: &&WebhookClientConfig| calls(c, &self.config.namespace, &self.config.service);
-        let m = mutating.webhooks.iter().flatten().map(|w| &w.client_config);
-        let v = validating
-            .webhooks
-            .iter()
-            .flatten()
-            .map(|w| &w.client_config);
-        Ok(trusts(m.filter(ours), ca) && trusts(v.filter(ours), ca))
-    }
-
-    /// Makes one configuration's caBundles `bundle`; whether it changed anything.
-    async fn patch_bundle<K>(
+    /// Writes `object` back with `bundle` in the webhooks that call this Service, when that
+    /// changes anything (a missing configuration is reported and skipped); whether it did.
+    async fn put_bundle<K: Webhooks>(
         &self,
         api: &Api<K>,
-        webhooks: impl Fn(&mut K) -> Vec<&mut WebhookClientConfig>,
+        object: Option<K>,
         bundle: &str,
-    ) -> Result<bool, kube::Error>
-    where
-        K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-    {
+    ) -> Result<bool, kube::Error> {
         let name = &self.config.webhook_configuration;
-        let Some(mut object) = api.get_opt(name).await? else {
+        let Some(mut object) = object else {
             tracing::warn!(
                 configuration = %name,
                 "webhook configuration not found; its caBundle is set once it exists"
             );
             return Ok(false);
         };
-        let ours = webhooks(&mut object)
-            .into_iter()
-            .filter(|c| calls(c, &self.config.namespace, &self.config.service));
-        if !set_bundles(ours, bundle) {
+        if !set_bundles(self.ours(&mut object), bundle) {
             return Ok(false);
         }
         // `replace` carries the resourceVersion read: a concurrent change is a 409, not lost.
         api.replace(name, &PostParams::default(), &object).await?;
         Ok(true)
+    }
+
+    /// The client configs of `object`'s webhooks that call this webhook's Service.
+    fn ours<'a, K: Webhooks>(
+        &self,
+        object: &'a mut K,
+    ) -> impl Iterator<Item = &'a mut WebhookClientConfig> {
+        let (namespace, service) = (self.config.namespace.clone(), self.config.service.clone());
+        object
+            .client_configs()
+            .into_iter()
+            .filter(move |c| calls(c, &namespace, &service))
     }
 
     async fn owner(&self) -> Option<OwnerReference> {
@@ -276,9 +283,18 @@ impl OwnCerts {
         for _ in 0..6 {
             let secret = self.secrets.get_opt(&self.config.secret).await?;
             let stored = secret.as_ref().map(stored_of).unwrap_or_default();
-            let trusted = match &stored.ca_cert {
-                Some(ca) => self.bundles_trust(ca).await?,
-                None => false,
+            // Both configurations are read once per round: for the plan (do all our
+            // webhooks trust the current CA? a missing configuration does not) and for the
+            // caBundle written below.
+            let name = &self.config.webhook_configuration;
+            let mut mutating = self.mutating.get_opt(name).await?;
+            let mut validating = self.validating.get_opt(name).await?;
+            let trusted = match (&stored.ca_cert, &mut mutating, &mut validating) {
+                (Some(ca), Some(m), Some(v)) => {
+                    let m = self.ours(m).map(|c| &*c);
+                    trusts(m, ca) && trusts(self.ours(v).map(|c| &*c), ca)
+                }
+                _ => false,
             };
             let now = OffsetDateTime::now_utc();
             if let Some(next) = plan(&stored, &request, self.config.lifetimes, now, trusted)? {
@@ -295,36 +311,14 @@ impl OwnCerts {
                 }
             }
             let bundle = stored.ca_bundle();
-            let patched = self
-                .patch_bundle(
-                    &self.mutating,
-                    |c: &mut MutatingWebhookConfiguration| {
-                        c.webhooks
-                            .iter_mut()
-                            .flatten()
-                            .map(|w| &mut w.client_config)
-                            .collect()
-                    },
-                    &bundle,
-                )
-                .await;
-            let patched = match patched {
-                Ok(m) => self
-                    .patch_bundle(
-                        &self.validating,
-                        |c: &mut ValidatingWebhookConfiguration| {
-                            c.webhooks
-                                .iter_mut()
-                                .flatten()
-                                .map(|w| &mut w.client_config)
-                                .collect()
-                        },
-                        &bundle,
-                    )
-                    .await
-                    .map(|v| m || v),
-                Err(error) => Err(error),
-            };
+            let patched = async {
+                let m = self.put_bundle(&self.mutating, mutating, &bundle).await?;
+                let v = self
+                    .put_bundle(&self.validating, validating, &bundle)
+                    .await?;
+                Ok::<_, kube::Error>(m || v)
+            }
+            .await;
             match patched {
                 // The bundles changed: the plan may now take its next step (a new leaf).
                 Ok(true) => {
