@@ -294,7 +294,27 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
         MemberCommand::Exec { dir, command } => {
             // kubelet kills what is left at the end of the grace period anyway.
             let leave_wait = Duration::from_secs(30);
-            let code = runtime()?.block_on(exec::run(&dir, &command, leave_wait))?;
+            let settings = exec::join_settings(&dir)?;
+            let runtime = runtime()?;
+            // The env is the etcd container's own; a container that was not injected (or
+            // lacks what the helper reads) simply starts with the join's settings.
+            let settings = match MemberEnv::from_process_env()
+                .and_then(|env| Gateway::for_member(&env).map(|gateway| (env, gateway)))
+            {
+                Ok((env, gateway)) => runtime.block_on(join::refresh_settings(
+                    &env,
+                    &gateway,
+                    &dir,
+                    settings,
+                    Duration::from_secs(5),
+                )),
+                Err(error) if !settings.is_empty() => {
+                    tracing::warn!(%error, "starting with the join's settings as written");
+                    settings
+                }
+                Err(_) => settings,
+            };
+            let code = runtime.block_on(exec::run(settings, &command, leave_wait))?;
             Ok(ExitCode::from(code))
         }
     }

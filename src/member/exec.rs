@@ -42,17 +42,16 @@ const FORWARDED: [Signal; 6] = [
     Signal::USR2,
 ];
 
-/// Runs `command` with the join settings, forwarding signals; returns its exit code (128 +
+/// Runs `command` with `settings` (the join's, see [`join_settings`]), forwarding signals; returns its exit code (128 +
 /// the signal when a signal ended it), once no `member leave` is running any more.
 pub async fn run(
-    dir: &Path,
+    settings: Vec<(String, String)>,
     command: &[OsString],
     leave_wait: Duration,
 ) -> Result<u8, MemberError> {
     use std::os::unix::process::ExitStatusExt;
     use tokio::signal::unix::{signal, SignalKind};
 
-    let settings = join_settings(dir)?;
     let Some((program, args)) = command.split_first() else {
         return Err(MemberError::MissingEnv("COMMAND"));
     };

@@ -149,6 +149,77 @@ fn write_settings(dir: &Path, initial_cluster: &str) -> Result<(), MemberError> 
     std::fs::rename(&partial, &path).map_err(io(&path))
 }
 
+/// The join settings as etcd should start with them: `ETCD_INITIAL_CLUSTER` read again from
+/// the running cluster, for a member that joined and has no data yet.
+///
+/// etcd compares a joining member's initial cluster with the running cluster's member list
+/// and exits ("member count is unequal") when they differ. With `podManagementPolicy:
+/// Parallel`, another member can be added after this member's join wrote its settings and
+/// before etcd starts: the join's one-change-at-a-time check cannot see an add that had not
+/// happened yet. Reading the list here, just before etcd starts, narrows that gap to
+/// milliseconds, and a container restart reads it again, so such a member starts at its next
+/// try instead of crash-looping on a stale file. Harmless otherwise: etcd ignores its initial
+/// cluster once it has data. When no quorum answers within `limit`, or the list no longer
+/// names this member, the settings are kept as `join` wrote them.
+pub async fn refresh_settings(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    dir: &Path,
+    mut settings: Vec<(String, String)>,
+    limit: Duration,
+) -> Vec<(String, String)> {
+    let Some(etcd) = &env.etcd else {
+        return settings;
+    };
+    let joined = settings
+        .iter()
+        .any(|(k, v)| k == "ETCD_INITIAL_CLUSTER_STATE" && v == "existing");
+    if !joined || matches!(etcd.data_state(), DataState::Present(_)) {
+        return settings;
+    }
+    let endpoints: Vec<String> = env
+        .other_peer_hosts()
+        .into_iter()
+        .map(|host| etcd.client_url_of(&host))
+        .collect();
+    let members = match tokio::time::timeout(limit, list_from_any(gateway, &endpoints, true)).await
+    {
+        Ok(Ok(members)) => members,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not read the member list again; starting with the join's settings");
+            return settings;
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "no member answered in time; starting with the join's settings"
+            );
+            return settings;
+        }
+    };
+    if !members.iter().any(|m| is_self(m, env)) {
+        tracing::warn!(
+            "the member list no longer names this member; starting with the join's settings"
+        );
+        return settings;
+    }
+    let current = initial_cluster(&members, env);
+    for (key, value) in &mut settings {
+        if key == "ETCD_INITIAL_CLUSTER" && *value != current {
+            tracing::warn!(
+                was = %value,
+                now = %current,
+                "the member list changed since this member joined (another member was added at the same time); starting with the current one"
+            );
+            *value = current.clone();
+            if let Err(error) = write_settings(dir, &current) {
+                tracing::warn!(%error, "could not record the current initial cluster");
+            }
+        }
+    }
+    settings
+}
+
 /// Runs the join decision for this pod; the whole of it, cluster calls and retries
 /// included, takes at most `budget`.
 pub async fn join(
