@@ -274,8 +274,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
         }
         MemberCommand::Status { output } => {
             let env = MemberEnv::from_process_env()?;
-            let gateway = Gateway::for_member(&env)?;
-            let status = runtime()?.block_on(status::collect(&env, &gateway));
+            let status = runtime()?.block_on(status::collect(&env));
             match output {
                 StatusFormat::Text => print!("{}", status::render(&status)),
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),

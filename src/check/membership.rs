@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::Check;
 use crate::member::etcd::ordinal_of;
+use crate::policy::flavor::Flavor;
 use crate::policy::ordinals::Members;
 
 /// What `raft-injector member status -o json` prints, read leniently: the helper in a pod
@@ -110,6 +111,7 @@ impl ReportedMember {
 
 /// Where the member list was read, for hints the operator can paste.
 pub struct Source<'a> {
+    pub flavor: Flavor,
     pub namespace: &'a str,
     pub statefulset: &'a str,
     pub pod: &'a str,
@@ -181,7 +183,14 @@ pub fn judge(
     );
     let mut hints = Vec::new();
     if let Some(m) = stale.first() {
-        let remove = if is_member_id(&m.id) {
+        let remove = if source.flavor != Flavor::Etcd {
+            format!(
+                "the application removes it through its leave URL (annotation {}); the raft-injector-reconcile \
+                 sidecar calls it for a member whose pod is gone, or remove {} with your Raft library's own tool",
+                crate::policy::names::LEAVE_URL_ANNOTATION,
+                m.name
+            )
+        } else if is_member_id(&m.id) {
             format!("remove it with: {exec} -- etcdctl member remove {}", m.id)
         } else {
             format!(
@@ -254,6 +263,7 @@ mod tests {
     }
 
     const SOURCE: Source = Source {
+        flavor: Flavor::Etcd,
         namespace: "demo",
         statefulset: "etcd",
         pod: "etcd-0",
@@ -372,6 +382,36 @@ mod tests {
     }
 
     #[test]
+    fn a_generic_app_s_stale_member_is_named_with_its_leave_url_not_etcdctl() {
+        let generic = Source {
+            flavor: Flavor::Generic,
+            namespace: "apps",
+            statefulset: "kv",
+            pod: "kv-0",
+            container: "kv",
+        };
+        let mut members: Vec<ReportedMember> = (0..3)
+            .map(|i| member("x", &format!("kv-{i}"), true))
+            .collect();
+        members.push(member("kv-4", "kv-4", true));
+        let check = judge("g", &generic, THREE, &reported(members), false);
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(
+            check
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("stale member kv-4"),
+            "{check:?}"
+        );
+        let hint = check.hint.unwrap_or_default();
+        assert!(
+            hint.contains("raft-injector.io/leave-url") && !hint.contains("etcdctl"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn what_member_status_prints_is_what_check_reads() {
         use crate::member::status::{MemberView, OnStop, Status};
         let printed = Status {
@@ -395,6 +435,7 @@ mod tests {
                 why: "x".to_owned(),
             },
             problems: vec!["p".to_owned()],
+            notes: vec![],
         };
         let json = serde_json::to_string(&printed).unwrap();
         let read: Reported = serde_json::from_str(&json).unwrap();

@@ -204,11 +204,20 @@ async fn members(
 ) -> Check {
     let name = sts.metadata.name.as_deref().unwrap_or_default();
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    if flavor == Flavor::Generic {
+    let reads_members = sts
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::policy::names::MEMBERS_URL_ANNOTATION));
+    if flavor == Flavor::Generic && !reads_members {
         return Check::skip(
             group,
             membership::CHECK,
-            "the generic flavor's member list belongs to the application",
+            format!(
+                "not checked: the generic flavor's member list is the application's, and annotation {} \
+                 (where the helper reads it) is not set",
+                crate::policy::names::MEMBERS_URL_ANNOTATION
+            ),
         );
     }
     if replicas == 0 {
@@ -240,6 +249,7 @@ async fn members(
         match member_status(&pods, pod_name, &container, options).await {
             Ok(reported) => {
                 let source = Source {
+                    flavor,
                     namespace,
                     statefulset: name,
                     pod: pod_name,

@@ -28,13 +28,7 @@ pub use crate::policy::hook_url::{Hook, HookUrl};
 /// The URLs of `url` to try for this member, in order: its placeholders filled in, one URL
 /// per other bootstrap member when it names `{peer}`.
 pub fn urls(url: &HookUrl, env: &MemberEnv) -> Vec<String> {
-    let base = url
-        .template
-        .replace("{id}", &env.id)
-        .replace("{name}", &env.pod_name)
-        .replace("{namespace}", &env.namespace)
-        .replace("{ordinal}", &env.ordinal.to_string())
-        .replace("{address}", &env.address);
+    let base = fill(url, env);
     if base.contains("{peer}") {
         env.other_peer_hosts()
             .iter()
@@ -43,6 +37,31 @@ pub fn urls(url: &HookUrl, env: &MemberEnv) -> Vec<String> {
     } else {
         vec![base]
     }
+}
+
+/// `url` with every placeholder but `{peer}` filled in for this member.
+pub fn fill(url: &HookUrl, env: &MemberEnv) -> String {
+    url.template
+        .replace("{id}", &env.id)
+        .replace("{name}", &env.pod_name)
+        .replace("{namespace}", &env.namespace)
+        .replace("{ordinal}", &env.ordinal.to_string())
+        .replace("{address}", &env.address)
+}
+
+/// An answer's body, refused once it grows beyond `limit` bytes.
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Whether a leave answer says the member is already out of the configuration.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
+use super::cluster::{for_member, Membership};
 use super::etcd::{host_of, quorum, Gateway, Member};
 use super::{MemberEnv, MemberError, Removal};
 use crate::policy::ordinals::Members;
@@ -80,32 +81,6 @@ pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
     member.name == env.member_name() || member.peer_urls.iter().any(|u| host_of(u) == env.id)
 }
 
-/// Removes this etcd member through any member that answers, checking first that the
-/// remaining voting members keep a quorum. Retries for at most `budget`.
-pub async fn remove_etcd(
-    env: &MemberEnv,
-    gateway: &Gateway,
-    budget: Duration,
-) -> Result<Removal, MemberError> {
-    let Some(etcd) = &env.etcd else {
-        return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
-    };
-    // Ourselves first (still running during preStop), then the bootstrap members.
-    let mut endpoints = vec![etcd.client_url.clone()];
-    endpoints.extend(
-        env.other_peer_hosts()
-            .into_iter()
-            .map(|host| etcd.client_url_of(&host)),
-    );
-    super::retry_until(
-        tokio::time::Instant::now() + budget,
-        budget,
-        "member removal",
-        || remove_once(env, gateway, &endpoints),
-    )
-    .await
-}
-
 pub(crate) async fn list_from_any(
     gateway: &Gateway,
     endpoints: &[String],
@@ -122,19 +97,6 @@ pub(crate) async fn list_from_any(
         tried: endpoints.join(", "),
         last,
     })
-}
-
-async fn remove_once(
-    env: &MemberEnv,
-    gateway: &Gateway,
-    endpoints: &[String],
-) -> Result<Removal, MemberError> {
-    let members = list_from_any(gateway, endpoints, true).await?;
-    let Some(me) = members.iter().find(|m| is_self(m, env)) else {
-        tracing::info!(member = %env.pod_name, "not in the member list; nothing to remove");
-        return Ok(Removal::AlreadyGone);
-    };
-    remove_member(gateway, me, &members, endpoints).await
 }
 
 /// Removes `me` from `members` through any member that answers, after checking that the
@@ -186,6 +148,26 @@ pub(crate) async fn remove_member(
     })
 }
 
+/// Removes this member through `cluster`, when it is still listed and the others keep a
+/// quorum; retries for at most `budget`.
+async fn remove_self(cluster: &impl Membership, budget: Duration) -> Result<Removal, MemberError> {
+    let deadline = tokio::time::Instant::now() + budget;
+    super::retry_until(deadline, budget, "member removal", || async {
+        let view = cluster.view(false).await?;
+        let me = view
+            .me
+            .as_ref()
+            .and_then(|id| view.members.iter().find(|m| &m.id == id));
+        let Some(me) = me else {
+            tracing::info!("not in the member list; nothing to remove");
+            return Ok(Removal::AlreadyGone);
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        cluster.remove(me, &view, left).await
+    })
+    .await
+}
+
 /// What a leave did, as an Event reason and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -204,6 +186,10 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         .and_then(|sts| sts.metadata.annotations.as_ref())
         .and_then(|a| a.get(crate::policy::names::LEAVE_URL_ANNOTATION))
         .cloned();
+    let cluster = match &statefulset {
+        Ok(sts) => for_member(env, sts.as_ref()),
+        Err(_) => Ok(None),
+    };
     let members = match decide(env.ordinal, statefulset) {
         Decision::Keep(why) => {
             return Ok(Outcome {
@@ -224,8 +210,10 @@ pub async fn run(env: &MemberEnv, budget: Duration) -> Result<Outcome, MemberErr
         "scaled away: removing this member from the Raft configuration"
     );
     let remaining = budget.saturating_sub(started.elapsed());
-    let removal = match (&env.etcd, leave_url) {
-        (Some(_), _) => remove_etcd(env, &Gateway::for_member(env)?, remaining).await?,
+    let removal = match (cluster?, leave_url) {
+        // The flavor reads the member list: the quorum is checked before the removal.
+        (Some(cluster), _) => remove_self(&cluster, remaining).await?,
+        // A generic app without a members URL: its leave URL decides alone.
         (None, Some(url)) => {
             use super::generic::{remove_generic, Hook, HookUrl};
             let url = HookUrl::parse(&url).map_err(|why| MemberError::BadHookUrl {

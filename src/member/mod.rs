@@ -5,6 +5,7 @@
 //! starts etcd with what `join` decided; `member reconcile` (etcd sidecar) repairs a leave
 //! that did not finish.
 
+pub mod cluster;
 pub mod etcd;
 pub mod events;
 pub mod exec;
@@ -416,6 +417,29 @@ impl MemberEnv {
     /// if they set one), else the pod name.
     pub fn member_name(&self) -> &str {
         self.etcd.as_ref().map_or(&self.pod_name, |etcd| &etcd.name)
+    }
+
+    /// The env of the member at `ordinal` of the same StatefulSet, as its own pod has it
+    /// (its name, ordinal, stable DNS name and address), for calls made on its behalf.
+    pub fn sibling(&self, ordinal: i32) -> MemberEnv {
+        let pod_name = format!("{}-{ordinal}", self.statefulset);
+        let swap = |text: &str| match text.split_once('.') {
+            Some((_, rest)) => format!("{pod_name}.{rest}"),
+            None => pod_name.clone(),
+        };
+        let id = swap(&self.id);
+        let address = match self.address.rsplit_once(':') {
+            Some((_, port)) => format!("{id}:{port}"),
+            None => self.address.clone(),
+        };
+        MemberEnv {
+            id,
+            address,
+            ordinal,
+            pod_name: pod_name.clone(),
+            etcd: None,
+            ..self.clone()
+        }
     }
 
     /// Whether this member is one of the bootstrap set that `RAFT_PEERS` names.

@@ -1,5 +1,5 @@
-//! `raft-injector member reconcile`, the etcd flavor's native sidecar: repairs a missed
-//! leave.
+//! `raft-injector member reconcile`, a native sidecar (etcd, and the generic flavor with a
+//! `members-url`): repairs a missed leave, for any flavor through [`Membership`].
 //!
 //! `member leave` runs in the preStop hook of a pod that is scaled away. When that pod dies
 //! before its hook finishes (a force delete, a grace period too short, the API server or
@@ -25,9 +25,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::etcd::{label, ordinal_in, Gateway, Member};
+use super::cluster::{for_member, Membership, RaftMember};
 use super::events::{record, Kind};
-use super::leave::{list_from_any, remove_member};
 use super::Removal;
 use super::{MemberEnv, MemberError};
 use crate::policy::ordinals::Members;
@@ -43,7 +42,7 @@ pub enum Plan {
     Refuse { member: String, why: String },
     /// The highest stale member: removed once its pod is confirmed gone.
     Candidate {
-        member: Member,
+        member: RaftMember,
         ordinal: i32,
         members: Members,
     },
@@ -53,7 +52,7 @@ pub enum Plan {
 pub fn plan(
     statefulset: &str,
     sts: Result<Option<&StatefulSet>, String>,
-    members: &[Member],
+    members: &[RaftMember],
 ) -> Plan {
     let sts = match sts {
         Err(error) => return Plan::Wait(format!("cannot read the StatefulSet: {error}")),
@@ -67,7 +66,7 @@ pub fn plan(
     let replicas = range.replicas;
     let Some((ordinal, member)) = members
         .iter()
-        .filter_map(|m| ordinal_in(statefulset, m).map(|o| (o, m)))
+        .filter_map(|m| m.ordinal_in(statefulset).map(|o| (o, m)))
         .filter(|(o, _)| range.is_beyond(*o))
         .max_by_key(|(o, _)| *o)
     else {
@@ -90,7 +89,7 @@ pub fn plan(
     let current = status.map_or(0, |s| s.replicas);
     if current < replicas {
         return Plan::Refuse {
-            member: label(member),
+            member: member.label(),
             why: format!(
                 "the StatefulSet is scaling up (status.replicas {current} < spec.replicas {replicas}); \
                  no member is removed until it settles"
@@ -114,25 +113,17 @@ pub enum Pass {
     Refused(String),
 }
 
-/// The leader's view: whether this member leads, by its own status call.
-async fn is_leader(gateway: &Gateway, endpoint: &str) -> bool {
-    matches!(gateway.status(endpoint).await, Ok(s) if s.member_id == s.leader && s.leader != 0)
-}
-
 /// One look at the cluster, and at most one removal.
 pub async fn pass(
     env: &MemberEnv,
-    gateway: &Gateway,
+    cluster: &impl Membership,
     client: &kube::Client,
 ) -> Result<Pass, MemberError> {
-    let Some(etcd) = &env.etcd else {
-        return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
-    };
-    if !is_leader(gateway, &etcd.client_url).await {
+    if !cluster.leads().await {
         return Ok(Pass::NotLeader);
     }
-    let endpoints = [etcd.client_url.clone()];
-    let members = list_from_any(gateway, &endpoints, true).await?;
+    let view = cluster.view(false).await?;
+    let members = view.members.clone();
     let statefulsets = kube::Api::<StatefulSet>::namespaced(client.clone(), &env.namespace);
     let read = || async {
         statefulsets
@@ -163,7 +154,7 @@ pub async fn pass(
         Ok(Some(_)) => {
             return Ok(Pass::Quiet(Plan::Wait(format!(
                 "pod {pod} still exists; its own preStop hook removes member {}",
-                label(&member)
+                member.label()
             ))))
         }
         Err(error) => {
@@ -185,10 +176,10 @@ pub async fn pass(
             "the StatefulSet changed during the check; looking again next pass".to_owned(),
         )));
     }
-    let name = label(&member);
-    match remove_member(gateway, &member, &members, &endpoints).await {
+    let name = member.label();
+    match cluster.remove(&member, &view, Duration::from_secs(5)).await {
         Ok(Removal::Removed) => Ok(Pass::Repaired(format!(
-            "removed stale member {name} (id {:x}): ordinal {ordinal} >= {range} and pod {pod} \
+            "removed stale member {name} (id {}): ordinal {ordinal} >= {range} and pod {pod} \
              is gone, so its own leave did not finish; {} members remain",
             member.id,
             members.len() - 1
@@ -205,8 +196,14 @@ pub async fn pass(
 /// is an Event on the StatefulSet; a refusal repeated pass after pass is told once.
 pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError> {
     const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
-    let gateway = Gateway::for_member(env)?;
     let mut client: Option<kube::Client> = None;
+    // etcd's is known from the env; the generic flavor's URLs are read off the StatefulSet
+    // on every pass, so a changed annotation takes effect without a restart.
+    let etcd = match env.etcd {
+        Some(_) => for_member(env, None)?,
+        None => None,
+    };
+    let mut told_no_url = false;
     let mut last_told: Option<String> = None;
     let mut stop = std::pin::pin!(shutdown());
     tracing::info!(member = %env.pod_name, ?interval, "watching for members outside the replica range");
@@ -219,7 +216,32 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
         }
         if let Some(client) = &client {
             let budget = interval.max(Duration::from_secs(10));
-            match tokio::time::timeout(budget, pass(env, &gateway, client)).await {
+            let generic;
+            let cluster = match &etcd {
+                Some(cluster) => Some(cluster),
+                None => {
+                    generic = generic_cluster(env, client).await;
+                    match &generic {
+                        Ok(Some(cluster)) => Some(cluster),
+                        Ok(None) => {
+                            if !told_no_url {
+                                tracing::info!("annotation raft-injector.io/members-url is not set; nothing to repair");
+                                told_no_url = true;
+                            }
+                            None
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "member reconcile: cannot read the StatefulSet's URLs");
+                            None
+                        }
+                    }
+                }
+            };
+            let outcome = match cluster {
+                Some(cluster) => tokio::time::timeout(budget, pass(env, cluster, client)).await,
+                None => Ok(Ok(Pass::NotLeader)),
+            };
+            match outcome {
                 Ok(Ok(Pass::Repaired(message))) => {
                     tracing::info!("member reconcile: {message}");
                     record(env, Kind::Normal, "MemberRepaired", &message, EVENT_TIMEOUT).await;
@@ -257,6 +279,21 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
     }
 }
 
+/// The generic flavor's cluster as the StatefulSet's annotations describe it now.
+async fn generic_cluster(
+    env: &MemberEnv,
+    client: &kube::Client,
+) -> Result<Option<super::cluster::Flavor>, MemberError> {
+    let sts = kube::Api::<StatefulSet>::namespaced(client.clone(), &env.namespace)
+        .get_opt(&env.statefulset)
+        .await
+        .map_err(|e| MemberError::Unreachable {
+            tried: "the Kubernetes API".to_owned(),
+            last: e.to_string(),
+        })?;
+    for_member(env, sts.as_ref())
+}
+
 /// Resolves on SIGTERM or SIGINT. As a container's PID 1 the process would otherwise
 /// ignore SIGTERM and hold the pod's shutdown for the whole grace period.
 async fn shutdown() {
@@ -279,17 +316,21 @@ mod tests {
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-    fn member(id: u64, name: &str, host: &str) -> Member {
-        Member {
-            id,
+    fn member(id: u64, name: &str, host: &str) -> RaftMember {
+        RaftMember {
+            id: format!("{id:x}"),
             name: name.to_owned(),
-            peer_urls: vec![format!("http://{host}.etcd.ns.svc.cluster.local:2380")],
-            client_urls: vec![],
-            is_learner: false,
+            addresses: vec![format!("http://{host}.etcd.ns.svc.cluster.local:2380")],
+            voter: true,
+            started: !name.is_empty(),
         }
     }
 
-    fn started(n: usize) -> Vec<Member> {
+    fn ordinal_in(statefulset: &str, member: &RaftMember) -> Option<i32> {
+        member.ordinal_in(statefulset)
+    }
+
+    fn started(n: usize) -> Vec<RaftMember> {
         (0..n)
             .map(|i| member(i as u64 + 1, &format!("etcd-{i}"), &format!("etcd-{i}")))
             .collect()
@@ -372,7 +413,7 @@ mod tests {
             Plan::Candidate { member, .. } => assert_eq!(member.name, "etcd-4"),
             other => panic!("{other:?}"),
         }
-        let four: Vec<Member> = started(5).into_iter().skip(1).collect();
+        let four: Vec<RaftMember> = started(5).into_iter().skip(1).collect();
         match plan("etcd", Ok(Some(&set)), &four[..3]) {
             Plan::Converged => {}
             other => panic!("members 1..3 are exactly the range: {other:?}"),

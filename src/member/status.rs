@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::etcd::{label, ordinal_in, Gateway};
-use super::leave::{decide, is_self, read_statefulset, Decision};
+use super::cluster::{for_member, Membership};
+use super::leave::{decide, read_statefulset, Decision};
 use super::MemberEnv;
 
 /// One member as this member sees it.
@@ -44,12 +44,17 @@ pub struct Status {
     pub members: Vec<MemberView>,
     pub on_stop: OnStop,
     pub problems: Vec<String>,
+    /// What was not looked at, and why (not a problem).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
-/// Asks the local etcd (etcd flavor) and the API server; every call is bounded.
-pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
+/// Asks this member's own view of the cluster (etcd: its etcd; generic: the members URL on
+/// this member) and the API server; every call is bounded.
+pub async fn collect(env: &MemberEnv) -> Status {
     let mut problems = Vec::new();
     let statefulset = read_statefulset(env, Duration::from_secs(5)).await;
+    let cluster = for_member(env, statefulset.as_ref().ok().and_then(Option::as_ref));
     let range = statefulset
         .as_ref()
         .ok()
@@ -83,41 +88,37 @@ pub async fn collect(env: &MemberEnv, gateway: &Gateway) -> Status {
         members: Vec::new(),
         on_stop,
         problems,
+        notes: Vec::new(),
     };
-    // The generic flavor's member list is the application's own.
-    let Some(etcd) = &env.etcd else {
-        return status;
-    };
-    let hex = |id: u64| format!("{id:x}");
-    let mut leader_id = None;
-    match gateway.status(&etcd.client_url).await {
-        Ok(s) => {
-            status.id = Some(hex(s.member_id));
-            leader_id = (s.leader != 0).then_some(s.leader);
+    let cluster = match cluster {
+        Ok(Some(cluster)) => cluster,
+        Ok(None) => {
+            status.notes.push(format!(
+                "the member list is not read: annotation {} is not set (README: the members URL)",
+                crate::policy::names::MEMBERS_URL_ANNOTATION
+            ));
+            return status;
         }
-        Err(error) => status.problems.push(format!("this member's etcd: {error}")),
-    }
+        Err(error) => {
+            status.problems.push(error.to_string());
+            return status;
+        }
+    };
     // This member's own view, which needs no quorum.
-    match gateway.member_list(&etcd.client_url, false).await {
-        Ok(members) => {
-            status.leader = leader_id.map(|id| {
-                members
-                    .iter()
-                    .find(|m| m.id == id)
-                    .map_or_else(|| hex(id), label)
-            });
-            if status.id.is_none() {
-                status.id = members.iter().find(|m| is_self(m, env)).map(|m| hex(m.id));
-            }
-            status.members = members
+    match cluster.view(true).await {
+        Ok(view) => {
+            status.id = view.me.clone();
+            status.leader = view.leader_label();
+            status.members = view
+                .members
                 .iter()
                 .map(|m| MemberView {
-                    id: hex(m.id),
-                    name: label(m),
-                    started: m.is_started(),
-                    learner: m.is_learner,
-                    peer_urls: m.peer_urls.clone(),
-                    beyond_replicas: match (ordinal_in(&env.statefulset, m), range) {
+                    id: m.id.clone(),
+                    name: m.label(),
+                    started: m.started,
+                    learner: !m.voter,
+                    peer_urls: m.addresses.clone(),
+                    beyond_replicas: match (m.ordinal_in(&env.statefulset), range) {
                         (Some(o), Some(range)) => range.is_beyond(o),
                         _ => false,
                     },
@@ -143,7 +144,7 @@ pub fn render(status: &Status) -> String {
         "member    {} (id {id}) of StatefulSet {}/{}, flavor {}",
         status.pod, status.namespace, status.statefulset, status.flavor
     );
-    if status.flavor == "etcd" {
+    if !status.members.is_empty() {
         let replicas = status
             .replicas
             .map_or_else(|| "unknown".to_owned(), |r| r.to_string());
@@ -192,6 +193,9 @@ pub fn render(status: &Status) -> String {
         "keeps its membership"
     };
     let _ = writeln!(out, "on stop   {verb}: {}", status.on_stop.why);
+    for note in &status.notes {
+        let _ = writeln!(out, "note      {note}");
+    }
     for problem in &status.problems {
         let _ = writeln!(out, "problem   {problem}");
     }
@@ -234,6 +238,7 @@ mod tests {
                 why: "ordinal 1 is below spec.replicas 3".to_owned(),
             },
             problems: vec![],
+            notes: vec![],
         }
     }
 

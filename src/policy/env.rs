@@ -170,6 +170,7 @@ mod tests {
                 bootstrap_size: 3,
                 ordinal_start: 0,
                 joins_by_url: false,
+                reads_members: false,
                 tls_secret: Some("etcd-tls".into()),
             };
             let env = desired_env(&r);

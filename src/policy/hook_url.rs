@@ -1,5 +1,6 @@
-//! The `raft-injector.io/join-url` and `leave-url` annotations (generic flavor) as the rules
-//! read them: `[METHOD ]URL`, the method defaulting to POST, the URL http or https, with the
+//! The `raft-injector.io/join-url`, `leave-url` and `members-url` annotations (generic
+//! flavor) as the rules read them: `[METHOD ]URL`, the method defaulting to POST (GET for the
+//! members URL), the URL http or https, with the
 //! placeholders `{id}`, `{name}`, `{namespace}`, `{ordinal}`, `{address}` and `{peer}`. The
 //! in-pod helper fills them in and makes the call (`member::generic`); here they are only
 //! checked, so the rules need no HTTP client.
@@ -11,13 +12,26 @@ use http::Method;
 pub enum Hook {
     Join,
     Leave,
+    /// Reads the member list; changes nothing.
+    Members,
 }
 
 impl Hook {
+    pub const ALL: [Hook; 3] = [Hook::Join, Hook::Leave, Hook::Members];
+
     pub fn annotation(self) -> &'static str {
         match self {
             Hook::Join => super::names::JOIN_URL_ANNOTATION,
             Hook::Leave => super::names::LEAVE_URL_ANNOTATION,
+            Hook::Members => super::names::MEMBERS_URL_ANNOTATION,
+        }
+    }
+
+    /// The method when the annotation names none.
+    pub fn default_method(self) -> Method {
+        match self {
+            Hook::Join | Hook::Leave => Method::POST,
+            Hook::Members => Method::GET,
         }
     }
 }
@@ -27,6 +41,7 @@ impl std::fmt::Display for Hook {
         f.write_str(match self {
             Hook::Join => "join",
             Hook::Leave => "leave",
+            Hook::Members => "members",
         })
     }
 }
@@ -48,8 +63,13 @@ const PLACEHOLDERS: [&str; 6] = [
 ];
 
 impl HookUrl {
-    /// Parses the annotation, or says what is wrong with it.
+    /// Parses a join or leave annotation, or says what is wrong with it.
     pub fn parse(annotation: &str) -> Result<HookUrl, String> {
+        Self::parse_as(Hook::Join, annotation)
+    }
+
+    /// Parses the annotation of `hook`, or says what is wrong with it.
+    pub fn parse_as(hook: Hook, annotation: &str) -> Result<HookUrl, String> {
         let annotation = annotation.trim();
         let (method, template) = match annotation.split_once(char::is_whitespace) {
             Some((method, url)) => {
@@ -63,7 +83,7 @@ impl HookUrl {
                     .map_err(|_| format!("{method:?} is not an HTTP method"))?;
                 (method, url.trim())
             }
-            None => (Method::POST, annotation),
+            None => (hook.default_method(), annotation),
         };
         if !(template.starts_with("http://") || template.starts_with("https://")) {
             return Err(format!(

@@ -194,8 +194,9 @@ pub fn mutate_json_with(
         }
     }
 
-    // etcd: the reconcile sidecar, and etcd started through `member exec`.
-    if is_etcd {
+    // The reconcile sidecar wherever the helper can read the member list (etcd, and the
+    // generic flavor with a members URL); etcd also starts through `member exec`.
+    if is_etcd || r.reads_members {
         // Only where nothing was injected yet: a StatefulSet injected before the sidecar
         // existed gets it when it is recreated, not on an update (that would roll every
         // member).
@@ -217,7 +218,7 @@ pub fn mutate_json_with(
             );
             append_with_env(&mut ops, &sidecar, &[]);
         }
-        if let Some(command) = wrapped_command(target) {
+        if let Some(command) = wrapped_command(target).filter(|_| is_etcd) {
             ops.add(under(&container_path, &["command"]), &command);
         }
     }

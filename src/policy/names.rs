@@ -13,6 +13,8 @@ pub const GROUP_ID_ANNOTATION: &str = "raft-injector.io/group-id";
 pub const FLAVOR_ANNOTATION: &str = "raft-injector.io/flavor";
 pub const LEAVE_URL_ANNOTATION: &str = "raft-injector.io/leave-url";
 pub const JOIN_URL_ANNOTATION: &str = "raft-injector.io/join-url";
+/// Generic flavor: where the application answers its member list (README: the members URL).
+pub const MEMBERS_URL_ANNOTATION: &str = "raft-injector.io/members-url";
 pub const STATUS_ANNOTATION: &str = "raft-injector.io/status";
 
 /// Set by the StatefulSet controller on every pod (beta and on by default since 1.28).

@@ -37,6 +37,9 @@ pub struct Resolved {
     pub ordinal_start: i32,
     /// Generic flavor with a `join-url`: members beyond the bootstrap set join through it.
     pub joins_by_url: bool,
+    /// Generic flavor with a `members-url`: the helper can read the member list, so the
+    /// reconcile sidecar repairs missed leaves as it does for etcd.
+    pub reads_members: bool,
     /// The Secret named by `raft-injector.io/tls-secret`: TLS between members and for the
     /// helper's calls.
     pub tls_secret: Option<String>,
@@ -256,9 +259,9 @@ pub fn resolve(
     if let Some(problem) = tls_change_problem(sts, ctx, recorded) {
         problems.push(problem);
     }
-    for hook in [Hook::Join, Hook::Leave] {
+    for hook in Hook::ALL {
         if let Some(raw) = annotation(sts, hook.annotation()) {
-            if let Err(why) = HookUrl::parse(raw) {
+            if let Err(why) = HookUrl::parse_as(hook, raw) {
                 problems.push(format!(
                     "annotation {} is {}: {why}",
                     hook.annotation(),
@@ -268,6 +271,8 @@ pub fn resolve(
         }
     }
     let joins_by_url = flavor == Flavor::Generic && annotation(sts, JOIN_URL_ANNOTATION).is_some();
+    let reads_members =
+        flavor == Flavor::Generic && annotation(sts, MEMBERS_URL_ANNOTATION).is_some();
 
     let group_id = annotation(sts, GROUP_ID_ANNOTATION)
         .map(str::to_owned)
@@ -287,6 +292,7 @@ pub fn resolve(
             bootstrap_size: bootstrap_size(sts, recorded),
             ordinal_start: super::ordinals::start(sts),
             joins_by_url,
+            reads_members,
             tls_secret,
         }),
         _ => Err(problems),

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::{Container, ServiceSpec};
 use super::context::{Context, MissingService};
 use super::env::{desired_env, INJECTED_NAMES};
 use super::flavor::Flavor;
-use super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, TLS_SECRET_ANNOTATION};
+use super::names::{
+    JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, MEMBERS_URL_ANNOTATION, TLS_SECRET_ANNOTATION,
+};
 use super::pieces::is_injected_pre_stop;
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
@@ -251,11 +253,25 @@ fn check_membership_urls(sts: &StatefulSet, resolved: Option<&Resolved>, verdict
         return;
     };
     let has = |key| resolve::annotation(sts, key).is_some();
-    let (join, leave) = (has(JOIN_URL_ANNOTATION), has(LEAVE_URL_ANNOTATION));
+    let (join, leave, members) = (
+        has(JOIN_URL_ANNOTATION),
+        has(LEAVE_URL_ANNOTATION),
+        has(MEMBERS_URL_ANNOTATION),
+    );
     match resolved.flavor {
-        Flavor::Etcd if join || leave => verdict.warnings.push(format!(
+        Flavor::Etcd if join || leave || members => verdict.warnings.push(format!(
             "the etcd flavor changes the membership through etcd itself and ignores {}; remove the annotation",
-            if join { JOIN_URL_ANNOTATION } else { LEAVE_URL_ANNOTATION }
+            if join {
+                JOIN_URL_ANNOTATION
+            } else if leave {
+                LEAVE_URL_ANNOTATION
+            } else {
+                MEMBERS_URL_ANNOTATION
+            }
+        )),
+        Flavor::Generic if members && !leave => verdict.warnings.push(format!(
+            "{MEMBERS_URL_ANNOTATION} is set but {LEAVE_URL_ANNOTATION} is not: the member list is read and \
+             shown, but no member can be removed (neither on scale-down nor as a repair) — set {LEAVE_URL_ANNOTATION}"
         )),
         Flavor::Generic if leave && !join => verdict.warnings.push(format!(
             "{LEAVE_URL_ANNOTATION} is set but {JOIN_URL_ANNOTATION} is not: members removed by a scale-down \
