@@ -118,6 +118,11 @@ pub enum MemberCommand {
     Status {
         #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Text)]
         output: StatusFormat,
+        /// Generic flavor: the members URL to read, as annotation raft-injector.io/members-url
+        /// says (`check` passes it, so the list is read even when the pod cannot read its
+        /// StatefulSet); by default read off the StatefulSet.
+        #[arg(long, value_name = "URL")]
+        members_url: Option<String>,
     },
     /// etcd: start COMMAND with the settings `member join` left, if any.
     Exec {

@@ -272,9 +272,12 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        MemberCommand::Status { output } => {
+        MemberCommand::Status {
+            output,
+            members_url,
+        } => {
             let env = MemberEnv::from_process_env()?;
-            let status = runtime()?.block_on(status::collect(&env));
+            let status = runtime()?.block_on(status::collect(&env, members_url.as_deref()));
             match output {
                 StatusFormat::Text => print!("{}", status::render(&status)),
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),

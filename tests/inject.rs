@@ -733,6 +733,48 @@ fn etcd_gets_the_reconcile_sidecar_as_a_native_sidecar_after_join() {
 }
 
 #[test]
+fn the_generic_flavor_gets_the_reconcile_sidecar_with_a_members_url_but_never_the_exec_wrapper() {
+    let (mut sts, svc) = ratis();
+    common::annotate(
+        &mut sts,
+        "raft-injector.io/join-url",
+        "POST http://{peer}:8080/raft/join?id={name}&address={address}",
+    );
+    common::annotate(
+        &mut sts,
+        "raft-injector.io/members-url",
+        "http://{peer}:8080/raft/members",
+    );
+    let stored = injected(&sts, Some(&svc));
+    assert_eq!(
+        init_names(&stored),
+        [
+            "raft-injector",
+            "raft-injector-join",
+            "raft-injector-reconcile"
+        ]
+    );
+    let spec = stored.spec.unwrap().template.spec.unwrap();
+    let sidecar = &spec.init_containers.as_ref().unwrap()[2];
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    let names: Vec<&str> = sidecar
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"RAFT_PEERS") && names.contains(&"POD_NAME"),
+        "the member's env: {names:?}"
+    );
+    assert_eq!(
+        spec.containers[0].command,
+        sts.spec.unwrap().template.spec.unwrap().containers[0].command,
+        "the app's command is left alone"
+    );
+}
+
+#[test]
 fn the_generic_flavor_gets_the_join_init_container_only_with_a_join_url() {
     let (mut sts, svc) = ratis();
     assert_eq!(init_names(&injected(&sts, Some(&svc))), ["raft-injector"]);

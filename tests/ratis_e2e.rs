@@ -87,7 +87,11 @@ fn peer_ids(group: &Value) -> BTreeSet<String> {
 }
 
 fn pods(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{STATEFULSET}-{i}")).collect()
+    pods_of(STATEFULSET, n)
+}
+
+fn pods_of(sts: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{sts}-{i}")).collect()
 }
 
 /// Every one of `expected` pods reports the same group: `group_id`, exactly the peers
@@ -117,8 +121,19 @@ fn wait_agreed(
     group_id: &str,
     seconds: u64,
 ) -> (String, Duration) {
+    wait_agreed_of(plane, ns, STATEFULSET, n, group_id, seconds)
+}
+
+fn wait_agreed_of(
+    plane: &ControlPlane,
+    ns: &str,
+    sts: &str,
+    n: usize,
+    group_id: &str,
+    seconds: u64,
+) -> (String, Duration) {
     let started = Instant::now();
-    let expected = pods(n);
+    let expected = pods_of(sts, n);
     let leader = wait(
         plane,
         ns,
@@ -130,13 +145,17 @@ fn wait_agreed(
 }
 
 fn scale(plane: &ControlPlane, ns: &str, replicas: u32) {
+    scale_of(plane, ns, STATEFULSET, replicas)
+}
+
+fn scale_of(plane: &ControlPlane, ns: &str, sts: &str, replicas: u32) {
     let (ok, _, stderr) = run(
         plane,
         &[
             "scale",
             "-n",
             ns,
-            &format!("statefulset/{STATEFULSET}"),
+            &format!("statefulset/{sts}"),
             &format!("--replicas={replicas}"),
         ],
         None,
@@ -298,6 +317,173 @@ fn a_ratis_group_forms_from_the_injected_env_and_follows_scaling_through_join_an
     print_story(plane, &ns);
     eprintln!(
         "Ratis story: formed in {formed:.1?} after apply; 3->5 in {grown:.1?}; 5->3 in {shrunk:.1?}"
+    );
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}
+
+/// `raft-injector check -n NS`: (passed, what it printed).
+fn check(plane: &ControlPlane, ns: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
+        .args(["check", "-n", ns])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output()
+        .expect("raft-injector check runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A held-out shape: the Ratis example under other names (StatefulSet, Service, service
+/// account, RoleBinding `ledger`) and its own group id, with the example's three URLs. The
+/// helpers lose their API access (RoleBinding deleted) while 5→3 scales ledger-3 and
+/// ledger-4 away, so neither leave runs; `check` names both stale members; once access is
+/// back, the reconcile sidecar next to the leader removes them through the leave URL.
+#[test]
+fn a_generic_app_with_a_members_url_has_a_missed_leave_repaired_and_shown_by_check() {
+    const STS: &str = "ledger";
+    const GROUP: &str = "7d3c1a52-8f0e-4b6a-9c21-5e4f3a2b1c0d";
+    let plane = installed();
+    load_image(plane);
+    let ns = namespace(plane, "ledger", true);
+    let manifest = common::read("examples/ratis/kv.yaml")
+        .replace("name: kv\n", "name: ledger\n")
+        .replace("app: kv", "app: ledger")
+        .replace("serviceName: kv", "serviceName: ledger")
+        .replace("serviceAccountName: kv", "serviceAccountName: ledger")
+        .replace("name: kv-raft-member", "name: ledger-raft-member")
+        .replace(
+            "  annotations:\n",
+            &format!("  annotations:\n    raft-injector.io/group-id: \"{GROUP}\"\n"),
+        );
+    assert!(
+        !manifest.contains(": kv\n"),
+        "every name changed:\n{manifest}"
+    );
+    let apply = |manifest: &str| {
+        let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(manifest));
+        assert!(ok, "{stderr}");
+    };
+    apply(&manifest);
+    let names = |n| pods_of(STS, n);
+    let refs = |pods: &[String]| {
+        pods.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    wait_ready(plane, &ns, &["ledger-0", "ledger-1", "ledger-2"]);
+    wait_agreed_of(plane, &ns, STS, 3, GROUP, 90);
+    scale_of(plane, &ns, STS, 5);
+    wait_agreed_of(plane, &ns, STS, 5, GROUP, 90);
+    let five = names(5);
+    wait_ready(
+        plane,
+        &ns,
+        &five.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let (passed, out) = check(plane, &ns);
+    assert!(passed, "check is green with 5 members:\n{out}");
+
+    // `member status -o json` in a generic pod, through the members URL.
+    let (ok, status, stderr) = run(
+        plane,
+        &[
+            "exec",
+            "-n",
+            &ns,
+            "ledger-0",
+            "-c",
+            "ledger",
+            "--",
+            "/raft-injector/raft-injector",
+            "member",
+            "status",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(ok, "member status in ledger-0: {stderr}");
+    let status: Value = serde_json::from_str(&status).expect("member status -o json is JSON");
+    assert_eq!(status["flavor"], "generic", "{status}");
+    assert_eq!(status["id"], "ledger-0", "{status}");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(5),
+        "{status}"
+    );
+    assert!(status["leader"].is_string(), "{status}");
+
+    // The helpers lose their API access, then 5 → 3: neither leave can read the
+    // StatefulSet, so both keep their membership, and no sidecar can repair.
+    let (ok, _, stderr) = run(
+        plane,
+        &["delete", "rolebinding", "-n", &ns, "ledger-raft-member"],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    scale_of(plane, &ns, STS, 3);
+    wait_gone(plane, &ns, &five[3..]);
+    let stale = wait(
+        plane,
+        &ns,
+        90,
+        "check did not name both stale members",
+        || {
+            let (passed, out) = check(plane, &ns);
+            (!passed
+                && out.contains("stale member ledger-3")
+                && out.contains("stale member ledger-4"))
+            .then_some(out)
+        },
+    );
+    eprintln!("check while the leaves were missed:\n{stale}");
+    let peers_of = |pod: &str| group(plane, &ns, pod).map(|g| peer_ids(&g));
+    assert_eq!(
+        peers_of("ledger-0"),
+        Some(five.iter().cloned().collect()),
+        "still 5 peers while the helpers cannot act"
+    );
+
+    // Access back: within 120 s every pod reports exactly ledger-0..2, and check is green.
+    apply(&manifest);
+    let restored = Instant::now();
+    wait_agreed_of(plane, &ns, STS, 3, GROUP, 120);
+    let repaired = restored.elapsed();
+    for pod in ["ledger-3", "ledger-4"] {
+        let needle = format!("removed stale member {pod} ");
+        wait(
+            plane,
+            &ns,
+            60,
+            &format!("no MemberRepaired Event for {pod}"),
+            || {
+                helper_events(plane, &ns)
+                    .into_iter()
+                    .find(|(reason, message)| {
+                        reason == "MemberRepaired" && message.contains(&needle)
+                    })
+            },
+        );
+    }
+    let green = wait(plane, &ns, 60, "check did not turn green", || {
+        let (passed, out) = check(plane, &ns);
+        passed.then_some(out)
+    });
+    assert!(
+        green.contains("3 members: ledger-0, ledger-1, ledger-2"),
+        "{green}"
+    );
+    eprintln!(
+        "held-out Ratis ({}): both missed leaves repaired {repaired:.1?} after access was restored",
+        refs(&names(3))
     );
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");

@@ -204,12 +204,13 @@ async fn members(
 ) -> Check {
     let name = sts.metadata.name.as_deref().unwrap_or_default();
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let reads_members = sts
+    let members_url = sts
         .metadata
         .annotations
         .as_ref()
-        .is_some_and(|a| a.contains_key(crate::policy::names::MEMBERS_URL_ANNOTATION));
-    if flavor == Flavor::Generic && !reads_members {
+        .and_then(|a| a.get(crate::policy::names::MEMBERS_URL_ANNOTATION))
+        .filter(|_| flavor == Flavor::Generic);
+    if flavor == Flavor::Generic && members_url.is_none() {
         return Check::skip(
             group,
             membership::CHECK,
@@ -246,7 +247,15 @@ async fn members(
             last = format!("{pod_name} has no container with the helper at {HELPER_MOUNT_PATH}");
             continue;
         };
-        match member_status(&pods, pod_name, &container, options).await {
+        match member_status(
+            &pods,
+            pod_name,
+            &container,
+            members_url.map(String::as_str),
+            options,
+        )
+        .await
+        {
             Ok(reported) => {
                 let source = Source {
                     flavor,
@@ -312,9 +321,14 @@ async fn member_status(
     pods: &Api<Pod>,
     pod: &str,
     container: &str,
+    members_url: Option<&str>,
     options: &Options,
 ) -> Result<Reported, String> {
-    let command = [HELPER_BINARY, "member", "status", "-o", "json"];
+    // The members URL as this check read it: the pod may not be allowed to read it itself.
+    let mut command = vec![HELPER_BINARY, "member", "status", "-o", "json"];
+    if let Some(url) = members_url {
+        command.extend(["--members-url", url]);
+    }
     let params = AttachParams::default().container(container).stderr(false);
     let run = async {
         let mut attached = pods

@@ -354,6 +354,22 @@ pub struct GenericCluster {
 }
 
 impl GenericCluster {
+    /// From a members URL alone (no leave URL: it can list, not remove).
+    pub fn new(env: &MemberEnv, members_url: &str) -> Result<GenericCluster, MemberError> {
+        let members = HookUrl::parse_as(Hook::Members, members_url).map_err(|why| {
+            MemberError::BadHookUrl {
+                hook: Hook::Members,
+                why,
+            }
+        })?;
+        Ok(GenericCluster {
+            env: env.clone(),
+            http: env.http_client(etcd::CALL_TIMEOUT)?,
+            members,
+            leave: None,
+        })
+    }
+
     /// `None` without a members URL.
     pub fn from_statefulset(
         env: &MemberEnv,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cluster::{for_member, Membership};
+use super::cluster::{for_member, Flavor, GenericCluster, Membership};
 use super::leave::{decide, read_statefulset, Decision};
 use super::MemberEnv;
 
@@ -51,10 +51,15 @@ pub struct Status {
 
 /// Asks this member's own view of the cluster (etcd: its etcd; generic: the members URL on
 /// this member) and the API server; every call is bounded.
-pub async fn collect(env: &MemberEnv) -> Status {
+/// `members_url`: the generic flavor's members URL as given on the command line, which
+/// then wins over the StatefulSet's annotation.
+pub async fn collect(env: &MemberEnv, members_url: Option<&str>) -> Status {
     let mut problems = Vec::new();
     let statefulset = read_statefulset(env, Duration::from_secs(5)).await;
-    let cluster = for_member(env, statefulset.as_ref().ok().and_then(Option::as_ref));
+    let cluster = match members_url.filter(|_| env.etcd.is_none()) {
+        Some(raw) => GenericCluster::new(env, raw).map(|c| Some(Flavor::Generic(c))),
+        None => for_member(env, statefulset.as_ref().ok().and_then(Option::as_ref)),
+    };
     let range = statefulset
         .as_ref()
         .ok()

@@ -46,6 +46,7 @@ import org.slf4j.LoggerFactory;
  * PUT  /kv/{key}     body = value; replicated through the log
  * GET  /kv/{key}     linearizable read (ReadIndex)
  * GET  /raft/group   {"groupId", "peers": [{"id", "address"}], "leader", "role"}
+ * GET  /raft/members {"members": [{"id", "address", "voter"}], "leader"}: raft-injector's members URL
  * GET  /ready        200 once this server is in the configuration and knows a leader
  * POST /raft/join?id=&address=   raft-injector's join URL
  * POST /raft/leave?id=           raft-injector's leave URL
@@ -197,6 +198,8 @@ public final class Main implements Membership.Node {
         }
       } else if (path.equals("/raft/group") && method.equals("GET")) {
         reply(exchange, 200, groupJson());
+      } else if (path.equals("/raft/members") && method.equals("GET")) {
+        reply(exchange, 200, membersJson());
       } else if (path.equals("/ready") && method.equals("GET")) {
         final boolean member = currentPeers().stream().anyMatch(p -> p.getId().equals(server.getId()));
         final RaftPeerId leader = server.getDivision(groupId).getInfo().getLeaderId();
@@ -230,6 +233,18 @@ public final class Main implements Membership.Node {
         + ", \"leader\": " + (leader == null ? "null" : quote(leader.toString()))
         + ", \"role\": " + quote(division.getInfo().getCurrentRole().name())
         + ", \"id\": " + quote(server.getId().toString()) + "}\n";
+  }
+
+  /** The member list in the shape raft-injector's members URL documents. */
+  private String membersJson() throws IOException {
+    final RaftPeerId leader = server.getDivision(groupId).getInfo().getLeaderId();
+    final String members = currentPeers().stream()
+        .sorted((a, b) -> a.getId().toString().compareTo(b.getId().toString()))
+        .map(p -> "{\"id\": " + quote(p.getId().toString()) + ", \"address\": " + quote(p.getAddress())
+            + ", \"voter\": true}")
+        .collect(Collectors.joining(", "));
+    return "{\"members\": [" + members + "], \"leader\": "
+        + (leader == null ? "null" : quote(leader.toString())) + "}\n";
   }
 
   private static String quote(String text) {
