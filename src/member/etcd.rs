@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Every call is bounded; a peer that does not answer in time is skipped.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+use super::cluster::{Membership, RaftMember, View};
+use super::{MemberEnv, MemberError, Removal};
+
+pub use super::cluster::{host_of, ordinal_of, quorum, CALL_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -288,19 +290,6 @@ pub fn ordinal_in(statefulset: &str, member: &Member) -> Option<i32> {
     ordinal_of(statefulset, name)
 }
 
-/// The ordinal of pod `name` of StatefulSet `statefulset`, e.g. 2 for `etcd-2`.
-pub fn ordinal_of(statefulset: &str, name: &str) -> Option<i32> {
-    let ordinal = name.strip_prefix(statefulset)?.strip_prefix('-')?;
-    // `01` or `+1` are not pod names.
-    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if ordinal.len() > 1 && ordinal.starts_with('0') {
-        return None;
-    }
-    ordinal.parse().ok()
-}
-
 /// A member as an operator knows it: its name, or the pod name in its peer URL.
 pub fn label(member: &Member) -> String {
     if !member.name.is_empty() {
@@ -313,18 +302,164 @@ pub fn label(member: &Member) -> String {
         .unwrap_or_else(|| format!("{:x}", member.id))
 }
 
-/// Votes needed for a quorum among `voters` members.
-pub fn quorum(voters: usize) -> usize {
-    voters / 2 + 1
+/// Whether `member` is this pod's: by its name or its peer host.
+pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
+    member.name == env.member_name() || member.peer_urls.iter().any(|u| host_of(u) == env.id)
 }
 
-/// The host of a URL like `http://host:port`.
-pub fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host)
+/// The member list from the first endpoint that answers.
+pub(crate) async fn list_from_any(
+    gateway: &Gateway,
+    endpoints: &[String],
+    linearizable: bool,
+) -> Result<Vec<Member>, MemberError> {
+    let mut last = String::new();
+    for endpoint in endpoints {
+        match gateway.member_list(endpoint, linearizable).await {
+            Ok(members) => return Ok(members),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(MemberError::Unreachable {
+        tried: endpoints.join(", "),
+        last,
+    })
+}
+
+/// Removes `me` from `members` through any member that answers, after checking that the
+/// remaining voting members keep a quorum.
+pub(crate) async fn remove_member(
+    gateway: &Gateway,
+    me: &Member,
+    members: &[Member],
+    fallback: &[String],
+) -> Result<Removal, MemberError> {
+    let others: Vec<&Member> = members.iter().filter(|m| m.id != me.id).collect();
+    if !me.is_learner {
+        let voters: Vec<&&Member> = others.iter().filter(|m| !m.is_learner).collect();
+        let mut healthy = 0;
+        for member in &voters {
+            for url in &member.client_urls {
+                if gateway.is_healthy(url).await {
+                    healthy += 1;
+                    break;
+                }
+            }
+        }
+        let needed = quorum(voters.len());
+        if healthy < needed {
+            return Err(MemberError::QuorumAtRisk {
+                healthy,
+                remaining: voters.len(),
+                needed,
+            });
+        }
+    }
+    // Through another member first: a member asked to remove itself stops serving at once.
+    let mut through: Vec<String> = others.iter().flat_map(|m| m.client_urls.clone()).collect();
+    through.extend(fallback.iter().cloned());
+    let mut last = String::new();
+    for endpoint in &through {
+        match gateway.member_remove(endpoint, me.id).await {
+            Ok(()) => {
+                tracing::info!(member = %me.name, id = me.id, via = %endpoint, "removed from the etcd cluster");
+                return Ok(Removal::Removed);
+            }
+            Err(error) if error.is_member_not_found() => return Ok(Removal::AlreadyGone),
+            Err(error) => last = error.to_string(),
+        }
+    }
+    Err(MemberError::Unreachable {
+        tried: through.join(", "),
+        last,
+    })
+}
+
+// ---- the shared machinery's view of etcd (`Membership`) ----
+
+pub struct EtcdCluster {
+    env: MemberEnv,
+    gateway: Gateway,
+    own: String,
+    /// This member first, then the bootstrap members.
+    endpoints: Vec<String>,
+}
+
+impl EtcdCluster {
+    pub fn new(env: &MemberEnv) -> Result<EtcdCluster, MemberError> {
+        let Some(etcd) = &env.etcd else {
+            return Err(MemberError::MissingEnv("ETCD_ADVERTISE_CLIENT_URLS"));
+        };
+        let mut endpoints = vec![etcd.client_url.clone()];
+        endpoints.extend(
+            env.other_peer_hosts()
+                .into_iter()
+                .map(|host| etcd.client_url_of(&host)),
+        );
+        Ok(EtcdCluster {
+            env: env.clone(),
+            gateway: Gateway::for_member(env)?,
+            own: etcd.client_url.clone(),
+            endpoints,
+        })
+    }
+
+    fn member(&self, m: &Member) -> RaftMember {
+        RaftMember {
+            id: format!("{:x}", m.id),
+            name: m.name.clone(),
+            addresses: m.peer_urls.clone(),
+            voter: !m.is_learner,
+            started: m.is_started(),
+        }
+    }
+}
+
+impl Membership for EtcdCluster {
+    fn flavor(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn view(&self, local: bool) -> Result<View, MemberError> {
+        let members = if local {
+            self.gateway
+                .member_list(&self.own, false)
+                .await
+                .map_err(MemberError::from)?
+        } else {
+            list_from_any(&self.gateway, &self.endpoints, true).await?
+        };
+        let leader = match self.gateway.status(&self.own).await {
+            Ok(s) if s.leader != 0 => Some(format!("{:x}", s.leader)),
+            _ => None,
+        };
+        Ok(View {
+            me: members
+                .iter()
+                .find(|m| is_self(m, &self.env))
+                .map(|m| format!("{:x}", m.id)),
+            members: members.iter().map(|m| self.member(m)).collect(),
+            leader,
+        })
+    }
+
+    async fn leads(&self) -> bool {
+        matches!(self.gateway.status(&self.own).await, Ok(s) if s.member_id == s.leader && s.leader != 0)
+    }
+
+    async fn remove(
+        &self,
+        member: &RaftMember,
+        _view: &View,
+        _budget: Duration,
+    ) -> Result<Removal, MemberError> {
+        // etcd's own list, for the client URLs the quorum check and the removal go through.
+        let members = list_from_any(&self.gateway, &self.endpoints, true).await?;
+        let Some(target) = members.iter().find(|m| format!("{:x}", m.id) == member.id) else {
+            return Ok(Removal::AlreadyGone);
+        };
+        remove_member(&self.gateway, target, &members, &self.endpoints).await
+    }
 }
 
 #[cfg(test)]

@@ -20,10 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::cluster::{GenericCluster, Membership};
+use super::cluster::Membership;
+use super::etcd::{is_self, list_from_any, remove_member};
 use super::etcd::{label, ordinal_in, Gateway, Member};
+use super::generic::GenericCluster;
 use super::generic::{add_generic, Hook, HookUrl};
-use super::leave::{is_self, list_from_any, remove_member};
 use super::{DataState, EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
 
 /// What `join` did.

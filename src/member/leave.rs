@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
-use super::cluster::{for_member, Membership};
-use super::etcd::{host_of, quorum, Gateway, Member};
+use super::cluster::Membership;
+use super::flavors::for_member;
 use super::{MemberEnv, MemberError, Removal};
 use crate::policy::ordinals::Members;
 
@@ -75,77 +75,6 @@ pub async fn read_statefulset(
     tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| format!("no answer from the Kubernetes API within {timeout:?}"))?
-}
-
-pub(crate) fn is_self(member: &Member, env: &MemberEnv) -> bool {
-    member.name == env.member_name() || member.peer_urls.iter().any(|u| host_of(u) == env.id)
-}
-
-pub(crate) async fn list_from_any(
-    gateway: &Gateway,
-    endpoints: &[String],
-    linearizable: bool,
-) -> Result<Vec<Member>, MemberError> {
-    let mut last = String::new();
-    for endpoint in endpoints {
-        match gateway.member_list(endpoint, linearizable).await {
-            Ok(members) => return Ok(members),
-            Err(error) => last = error.to_string(),
-        }
-    }
-    Err(MemberError::Unreachable {
-        tried: endpoints.join(", "),
-        last,
-    })
-}
-
-/// Removes `me` from `members` through any member that answers, after checking that the
-/// remaining voting members keep a quorum.
-pub(crate) async fn remove_member(
-    gateway: &Gateway,
-    me: &Member,
-    members: &[Member],
-    fallback: &[String],
-) -> Result<Removal, MemberError> {
-    let others: Vec<&Member> = members.iter().filter(|m| m.id != me.id).collect();
-    if !me.is_learner {
-        let voters: Vec<&&Member> = others.iter().filter(|m| !m.is_learner).collect();
-        let mut healthy = 0;
-        for member in &voters {
-            for url in &member.client_urls {
-                if gateway.is_healthy(url).await {
-                    healthy += 1;
-                    break;
-                }
-            }
-        }
-        let needed = quorum(voters.len());
-        if healthy < needed {
-            return Err(MemberError::QuorumAtRisk {
-                healthy,
-                remaining: voters.len(),
-                needed,
-            });
-        }
-    }
-    // Through another member first: a member asked to remove itself stops serving at once.
-    let mut through: Vec<String> = others.iter().flat_map(|m| m.client_urls.clone()).collect();
-    through.extend(fallback.iter().cloned());
-    let mut last = String::new();
-    for endpoint in &through {
-        match gateway.member_remove(endpoint, me.id).await {
-            Ok(()) => {
-                tracing::info!(member = %me.name, id = me.id, via = %endpoint, "removed from the etcd cluster");
-                return Ok(Removal::Removed);
-            }
-            Err(error) if error.is_member_not_found() => return Ok(Removal::AlreadyGone),
-            Err(error) => last = error.to_string(),
-        }
-    }
-    Err(MemberError::Unreachable {
-        tried: through.join(", "),
-        last,
-    })
 }
 
 /// Removes this member through `cluster`, when it is still listed and the others keep a

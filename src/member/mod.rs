@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod events;
 pub mod exec;
+pub mod flavors;
 pub mod generic;
 pub mod join;
 pub mod leave;

@@ -25,8 +25,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::cluster::{for_member, Membership, RaftMember};
+use super::cluster::{Membership, RaftMember};
 use super::events::{record, Kind};
+use super::flavors::for_member;
 use super::Removal;
 use super::{MemberEnv, MemberError};
 use crate::policy::ordinals::Members;
@@ -283,7 +284,7 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
 async fn generic_cluster(
     env: &MemberEnv,
     client: &kube::Client,
-) -> Result<Option<super::cluster::Flavor>, MemberError> {
+) -> Result<Option<super::flavors::Flavor>, MemberError> {
     let sts = kube::Api::<StatefulSet>::namespaced(client.clone(), &env.namespace)
         .get_opt(&env.statefulset)
         .await

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cluster::{for_member, Flavor, GenericCluster, Membership};
+use super::cluster::Membership;
+use super::flavors::{for_member, Flavor};
+use super::generic::GenericCluster;
 use super::leave::{decide, read_statefulset, Decision};
 use super::MemberEnv;
 

@@ -2,11 +2,11 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
 
-use super::flavor::Flavor;
+use super::flavor::{rules, Flavor};
 use super::names::{POD_INDEX_LABEL, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use super::resolve::Resolved;
 
-fn literal(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn literal(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.into()),
@@ -28,9 +28,8 @@ fn field(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// Every name the injector may set, for any flavor; a user-set var with one of these names
-/// earns a warning.
-pub const INJECTED_NAMES: &[&str] = &[
+/// The names of the env vars every flavor gets.
+pub const SHARED_NAMES: &[&str] = &[
     "POD_NAME",
     "POD_NAMESPACE",
     "RAFT_ORDINAL",
@@ -46,27 +45,16 @@ pub const INJECTED_NAMES: &[&str] = &[
     "RAFT_TLS_CA_FILE",
     "RAFT_TLS_CERT_FILE",
     "RAFT_TLS_KEY_FILE",
-    "ETCD_NAME",
-    "ETCD_INITIAL_CLUSTER",
-    "ETCD_INITIAL_CLUSTER_TOKEN",
-    "ETCD_INITIAL_CLUSTER_STATE",
-    "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-    "ETCD_LISTEN_PEER_URLS",
-    "ETCD_LISTEN_CLIENT_URLS",
-    "ETCD_ADVERTISE_CLIENT_URLS",
-    "ETCD_CERT_FILE",
-    "ETCD_KEY_FILE",
-    "ETCD_TRUSTED_CA_FILE",
-    "ETCD_CLIENT_CERT_AUTH",
-    "ETCD_PEER_CERT_FILE",
-    "ETCD_PEER_KEY_FILE",
-    "ETCD_PEER_TRUSTED_CA_FILE",
-    "ETCD_PEER_CLIENT_CERT_AUTH",
-    "ETCDCTL_ENDPOINTS",
-    "ETCDCTL_CACERT",
-    "ETCDCTL_CERT",
-    "ETCDCTL_KEY",
 ];
+
+/// Whether the injector may set a var of this name, for any flavor; a user-set var with
+/// one of these names earns a warning.
+pub fn is_injected_name(name: &str) -> bool {
+    SHARED_NAMES.contains(&name)
+        || Flavor::ALL
+            .iter()
+            .any(|f| rules::env_names(*f).contains(&name))
+}
 
 /// The env vars the injector wants on the target container, in dependency order:
 /// a `$(VAR)` reference only expands when VAR comes earlier in the list.
@@ -74,7 +62,7 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
     let domain = r.service_domain();
     // Sized for every var at once: an EnvVar is ~280 bytes, and growing the list from the
     // generic vars to the etcd ones would allocate it twice over.
-    let mut env = Vec::with_capacity(INJECTED_NAMES.len());
+    let mut env = Vec::with_capacity(SHARED_NAMES.len() + rules::env_names(r.flavor).len());
     env.extend([
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
@@ -100,53 +88,7 @@ pub fn desired_env(r: &Resolved) -> Vec<EnvVar> {
             literal("RAFT_TLS_KEY_FILE", TLS_KEY_FILE),
         ]);
     }
-    if r.flavor == Flavor::Etcd {
-        let (peer, client) = (r.peer_port, r.client_port);
-        let scheme = r.etcd_scheme();
-        env.extend([
-            literal("ETCD_NAME", super::names::ETCD_NAME_DEFAULT),
-            literal("ETCD_INITIAL_CLUSTER", r.etcd_initial_cluster()),
-            literal(
-                "ETCD_INITIAL_CLUSTER_TOKEN",
-                format!("{}-{}", r.namespace, r.name),
-            ),
-            literal("ETCD_INITIAL_CLUSTER_STATE", "new"),
-            literal(
-                "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-                format!("{scheme}://$(RAFT_ID):{peer}"),
-            ),
-            literal(
-                "ETCD_LISTEN_PEER_URLS",
-                format!("{scheme}://0.0.0.0:{peer}"),
-            ),
-            literal(
-                "ETCD_LISTEN_CLIENT_URLS",
-                format!("{scheme}://0.0.0.0:{client}"),
-            ),
-            literal(
-                "ETCD_ADVERTISE_CLIENT_URLS",
-                format!("{scheme}://$(RAFT_ID):{client}"),
-            ),
-        ]);
-        if tls {
-            // Client certificates on both ports: without them any pod could read every key
-            // and change the membership. etcdctl in the container finds the cluster as is.
-            env.extend([
-                literal("ETCD_CERT_FILE", TLS_CERT_FILE),
-                literal("ETCD_KEY_FILE", TLS_KEY_FILE),
-                literal("ETCD_TRUSTED_CA_FILE", TLS_CA_FILE),
-                literal("ETCD_CLIENT_CERT_AUTH", "true"),
-                literal("ETCD_PEER_CERT_FILE", TLS_CERT_FILE),
-                literal("ETCD_PEER_KEY_FILE", TLS_KEY_FILE),
-                literal("ETCD_PEER_TRUSTED_CA_FILE", TLS_CA_FILE),
-                literal("ETCD_PEER_CLIENT_CERT_AUTH", "true"),
-                literal("ETCDCTL_ENDPOINTS", format!("https://$(RAFT_ID):{client}")),
-                literal("ETCDCTL_CACERT", TLS_CA_FILE),
-                literal("ETCDCTL_CERT", TLS_CERT_FILE),
-                literal("ETCDCTL_KEY", TLS_KEY_FILE),
-            ]);
-        }
-    }
+    rules::extend_env(r, &mut env);
     env
 }
 
@@ -156,7 +98,7 @@ mod tests {
 
     #[test]
     fn every_name_the_injector_sets_is_listed_as_injected() {
-        for flavor in [Flavor::Etcd, Flavor::Generic] {
+        for flavor in Flavor::ALL {
             let r = Resolved {
                 name: "etcd".into(),
                 namespace: "demo".into(),
@@ -177,8 +119,8 @@ mod tests {
             assert!(env.len() >= 12, "{flavor}: {} vars", env.len());
             for var in env {
                 assert!(
-                    INJECTED_NAMES.contains(&var.name.as_str()),
-                    "{flavor}: {} is set but not in INJECTED_NAMES (validate looks only for those)",
+                    is_injected_name(&var.name),
+                    "{flavor}: {} is set but not among the injected names (validate looks only for those)",
                     var.name
                 );
             }

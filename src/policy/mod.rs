@@ -5,7 +5,6 @@ pub mod admit;
 pub mod context;
 pub mod dns;
 pub mod env;
-pub mod etcd_data;
 pub mod flavor;
 pub mod hook_url;
 pub mod mutate;

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::context::Context;
 use super::env::desired_env;
+use super::flavor::rules;
 use super::names::*;
 use super::patch::{under, Ops};
 use super::pieces::*;
@@ -162,15 +163,11 @@ pub fn mutate_json_with(
         next_init += 1;
     };
 
-    // Join on scale-up: etcd always, the generic flavor through its join URL.
-    let is_etcd = r.flavor == super::flavor::Flavor::Etcd;
-    if is_etcd || r.joins_by_url {
+    // What this flavor adds: the join container, the reconcile sidecar, the exec wrapper.
+    let injects = rules::injects(&r);
+    if injects.join_container {
         let mounts = join_mounts(target, tls);
-        let data_env = if is_etcd {
-            join_data_env(target)
-        } else {
-            Vec::new()
-        };
+        let data_env = rules::join_env(&r, target);
         match inits.and_then(|list| list.iter().position(|c| c.name == JOIN_INIT_CONTAINER)) {
             None => append_with_env(
                 &mut ops,
@@ -194,9 +191,7 @@ pub fn mutate_json_with(
         }
     }
 
-    // The reconcile sidecar wherever the helper can read the member list (etcd, and the
-    // generic flavor with a members URL); etcd also starts through `member exec`.
-    if is_etcd || r.reads_members {
+    if injects.reconcile_sidecar {
         // Only where nothing was injected yet: a StatefulSet injected before the sidecar
         // existed gets it when it is recreated, not on an update (that would roll every
         // member).
@@ -218,7 +213,9 @@ pub fn mutate_json_with(
             );
             append_with_env(&mut ops, &sidecar, &[]);
         }
-        if let Some(command) = wrapped_command(target).filter(|_| is_etcd) {
+    }
+    if injects.exec_wrapper {
+        if let Some(command) = wrapped_command(target) {
             ops.add(under(&container_path, &["command"]), &command);
         }
     }
@@ -252,7 +249,14 @@ pub fn mutate_json_with(
         version: crate::VERSION.to_owned(),
         bootstrap_size: r.bootstrap_size,
         flavor: r.flavor,
-        hash: injection_hash(&r, &desired, &desired_json, &owned, &init, pre_stop),
+        hash: injection_hash(
+            r.container,
+            &desired,
+            &desired_json,
+            &owned,
+            &init,
+            pre_stop,
+        ),
         env: owned,
     }
     .to_annotation();

@@ -6,6 +6,11 @@ use std::fmt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 /// `spec.ordinals.start`, 0 when unset.
+/// `spec.replicas`, 1 when unset (the API server's default).
+pub fn replicas(sts: &StatefulSet) -> i32 {
+    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
 pub fn start(sts: &StatefulSet) -> i32 {
     sts.spec
         .as_ref()
@@ -25,7 +30,7 @@ impl Members {
     pub fn of(sts: &StatefulSet) -> Members {
         Members {
             start: start(sts),
-            replicas: super::resolve::replicas(sts),
+            replicas: replicas(sts),
         }
     }
 

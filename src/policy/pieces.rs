@@ -49,23 +49,6 @@ pub(crate) fn join_init_container<'a>(
     }
 }
 
-/// The join container's `RAFT_DATA_DIR` (and `RAFT_WAL_DIR`): where etcd in `target` keeps
-/// its data, when its command line and env say so for certain. Without them the helper
-/// never takes the member for one without data (see `member::join`).
-pub(crate) fn join_data_env(target: &Container) -> Vec<EnvVar> {
-    let Ok(location) = super::etcd_data::locate(target, ETCD_NAME_DEFAULT) else {
-        return Vec::new();
-    };
-    let var = |name: &str, value: String| EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    };
-    let mut env = vec![var(DATA_DIR_ENV, location.data_dir)];
-    env.extend(location.wal_dir.map(|dir| var(WAL_DIR_ENV, dir)));
-    env
-}
-
 /// The join container's mounts: the target's, the helper volume writable, and the TLS
 /// Secret when there is one.
 pub(crate) fn join_mounts(target: &Container, tls: bool) -> Vec<VolumeMount> {

@@ -68,9 +68,7 @@ pub fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
 }
 
 /// `spec.replicas`, where unset means 1.
-pub fn replicas(sts: &StatefulSet) -> i32 {
-    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-}
+pub use super::ordinals::replicas;
 
 pub fn containers(sts: &StatefulSet) -> &[Container] {
     sts.spec

@@ -1,7 +1,6 @@
 //! The bookkeeping annotation `raft-injector.io/status` (SPEC §4).
 
 use super::pieces::{helper_mount, helper_volume, Env};
-use super::resolve::Resolved;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde::{Deserialize, Serialize};
@@ -87,7 +86,7 @@ impl Recorded {
 
 /// SHA-256 over everything the injector puts into the pod template.
 pub(crate) fn injection_hash(
-    r: &Resolved,
+    container: usize,
     desired: &[EnvVar],
     desired_json: &[&RawValue],
     owned: &[String],
@@ -108,7 +107,7 @@ pub(crate) fn injection_hash(
         helper_volume(),
         helper_mount(),
         pre_stop,
-        r.container,
+        container,
     );
     let mut hashing = Hashing::default();
     // Writing plain structs into the hasher cannot fail.

@@ -6,11 +6,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, ServiceSpec};
 
 use super::context::{Context, MissingService};
-use super::env::{desired_env, INJECTED_NAMES};
-use super::flavor::Flavor;
-use super::names::{
-    JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, MEMBERS_URL_ANNOTATION, TLS_SECRET_ANNOTATION,
-};
+use super::env::{desired_env, is_injected_name};
+use super::flavor::rules;
 use super::pieces::is_injected_pre_stop;
 use super::replicas;
 use super::resolve::{self, containers, resolve, Resolved};
@@ -39,8 +36,9 @@ pub fn validate_with(sts: &StatefulSet, ctx: &Context, recorded: &Recorded) -> V
     check_replicas(sts, ctx, &mut verdict);
     check_pod_management(sts, &mut verdict);
     check_claim_retention(sts, &mut verdict);
-    check_membership_urls(sts, resolved.as_ref(), &mut verdict);
-    check_plaintext_etcd(resolved.as_ref(), ctx, &mut verdict);
+    if let Some(resolved) = &resolved {
+        rules::warnings(sts, resolved, ctx, &mut verdict);
+    }
     if let Ok(index) = resolve::target_container(sts) {
         if let Some(container) = containers(sts).get(index) {
             let owned = recorded.new.as_ref();
@@ -230,58 +228,6 @@ fn check_claim_retention(sts: &StatefulSet, verdict: &mut Verdict) {
     }
 }
 
-/// etcd without a TLS Secret serves every key to anyone who reaches it. Said once, when the
-/// StatefulSet is created (not on every later apply).
-fn check_plaintext_etcd(resolved: Option<&Resolved>, ctx: &Context, verdict: &mut Verdict) {
-    let Some(resolved) = resolved else {
-        return;
-    };
-    if resolved.flavor == Flavor::Etcd && resolved.tls_secret.is_none() && ctx.old.is_none() {
-        verdict.warnings.push(format!(
-            "etcd runs without TLS: its client and peer ports are plaintext and accept any client, so any pod \
-             that reaches them can read every key and change the membership — set annotation \
-             {TLS_SECRET_ANNOTATION} to a Secret with ca.crt, tls.crt and tls.key, or limit who reaches the \
-             ports with a NetworkPolicy (README: TLS between members)"
-        ));
-    }
-}
-
-/// The generic flavor's join and leave URLs come as a pair: with only the leave URL,
-/// members added by a scale-up never join; the etcd flavor does not read them at all.
-fn check_membership_urls(sts: &StatefulSet, resolved: Option<&Resolved>, verdict: &mut Verdict) {
-    let Some(resolved) = resolved else {
-        return;
-    };
-    let has = |key| resolve::annotation(sts, key).is_some();
-    let (join, leave, members) = (
-        has(JOIN_URL_ANNOTATION),
-        has(LEAVE_URL_ANNOTATION),
-        has(MEMBERS_URL_ANNOTATION),
-    );
-    match resolved.flavor {
-        Flavor::Etcd if join || leave || members => verdict.warnings.push(format!(
-            "the etcd flavor changes the membership through etcd itself and ignores {}; remove the annotation",
-            if join {
-                JOIN_URL_ANNOTATION
-            } else if leave {
-                LEAVE_URL_ANNOTATION
-            } else {
-                MEMBERS_URL_ANNOTATION
-            }
-        )),
-        Flavor::Generic if members && !leave => verdict.warnings.push(format!(
-            "{MEMBERS_URL_ANNOTATION} is set but {LEAVE_URL_ANNOTATION} is not: the member list is read and \
-             shown, but no member can be removed (neither on scale-down nor as a repair) — set {LEAVE_URL_ANNOTATION}"
-        )),
-        Flavor::Generic if leave && !join => verdict.warnings.push(format!(
-            "{LEAVE_URL_ANNOTATION} is set but {JOIN_URL_ANNOTATION} is not: members removed by a scale-down \
-             are handled, but members added by a scale-up start outside the Raft group unless the \
-             application adds them itself — set {JOIN_URL_ANNOTATION} (see the README's join and leave URLs)"
-        )),
-        _ => {}
-    }
-}
-
 fn check_target_container(
     container: &Container,
     owned: Option<&Status>,
@@ -300,26 +246,19 @@ fn check_target_container(
         ));
     }
 
-    if let Some(Err(why)) = resolved
-        .filter(|r| r.flavor == Flavor::Etcd)
-        .map(|_| super::etcd_data::locate(container, super::names::ETCD_NAME_DEFAULT))
-    {
-        verdict.warnings.push(format!(
-            "cannot tell where etcd in container {:?} keeps its data: {why}; a member that comes back \
-             without data is then never replaced automatically (it waits, with an Event, for an operator) — \
-             run etcd directly and give --data-dir as a flag or ETCD_DATA_DIR",
-            clip(&container.name)
-        ));
+    if let Some(resolved) = resolved {
+        let shown = format!("{:?}", clip(&container.name));
+        rules::container_warnings(resolved, container, &shown, verdict);
     }
 
     // Built only when the container has a var of a name the injector sets (every such name
-    // is in INJECTED_NAMES).
+    // is one `is_injected_name` knows).
     let mut ours = None;
     // Values no member has run with yet are refreshed by the mutation, not kept.
     let frozen = owned.is_some_and(|s| s.bootstrap_size != 0);
     let mut seen = std::collections::BTreeSet::new();
     for var in container.env.iter().flatten() {
-        if !seen.insert(var.name.as_str()) || !INJECTED_NAMES.contains(&var.name.as_str()) {
+        if !seen.insert(var.name.as_str()) || !is_injected_name(&var.name) {
             continue;
         }
         let injected = ours

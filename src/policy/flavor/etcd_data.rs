@@ -10,7 +10,7 @@
 
 use k8s_openapi::api::core::v1::Container;
 
-use super::names::HELPER_BINARY;
+use super::super::names::HELPER_BINARY;
 
 /// etcd's data and WAL directories as the container's command line and env give them.
 /// Paths may be relative (to the container's working directory) and may hold `$(VAR)`

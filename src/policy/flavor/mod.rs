@@ -1,4 +1,15 @@
-//! Raft implementations the injector knows by name (annotation `raft-injector.io/flavor`).
+//! Raft implementations the injector knows by name (annotation `raft-injector.io/flavor`),
+//! and what each one's rules add to the shared ones: one module per flavor (`etcd`,
+//! `generic`), asked through `rules`.
+//!
+//! Adding a flavor: a variant here, a module beside `etcd.rs` (its env, the pieces it wants,
+//! its warnings), one arm in each function of `rules.rs`, and its in-pod side in `member/`
+//! (an implementation of `member::cluster::Membership`, listed in `member::cluster::for_member`).
+
+pub mod etcd;
+pub mod etcd_data;
+pub mod generic;
+pub mod rules;
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +27,8 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    pub const ALL: [Flavor; 2] = [Flavor::Generic, Flavor::Etcd];
+
     /// The flavor's well-known peer port, used when no annotation names one.
     pub fn default_peer_port(self) -> Option<u16> {
         match self {
