@@ -150,9 +150,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
+    use raft_injector::member::etcd::join;
     use raft_injector::member::events::{record, Kind};
-    use raft_injector::member::join::JoinOutcome;
-    use raft_injector::member::{etcd::Gateway, exec, join, leave, reconcile, status, MemberEnv};
+    use raft_injector::member::JoinOutcome;
+    use raft_injector::member::{etcd::Gateway, exec, leave, reconcile, status, MemberEnv};
     const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -208,7 +209,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                             Err(error) => Err(error),
                         }
                     }
-                    None => join::join_generic(&env, budget).await,
+                    None => raft_injector::member::generic::join_generic(&env, budget).await,
                 };
                 match joined {
                     Ok(outcome) => {

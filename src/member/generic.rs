@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::cluster::host_of;
 use super::cluster::{check_quorum, Membership, RaftMember, View};
-use super::{MemberEnv, MemberError, Removal};
+use super::{JoinOutcome, MemberEnv, MemberError, Removal};
 
 pub use crate::policy::hook_url::{Hook, HookUrl};
 
@@ -154,6 +154,87 @@ pub async fn add_generic(
 ) -> Result<(String, u16), MemberError> {
     call(env, Hook::Join, join, budget).await
 }
+/// The generic flavor's join: a member beyond the bootstrap set calls the join URL, read
+/// fresh from the StatefulSet, until one answers 2xx or `budget` is spent. Bootstrap
+/// members call nothing: the injected peer list already names them. A restarted member
+/// calls again, which the URL's contract makes harmless (already a member is success).
+pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutcome, MemberError> {
+    if env.is_bootstrap_member() {
+        return rejoin_bootstrap_member(env, budget).await;
+    }
+    let deadline = Instant::now() + budget;
+    let statefulset = super::retry_until(deadline, budget, "reading the StatefulSet", || async {
+        let unreadable = |last: String| MemberError::Unreachable {
+            tried: format!("the Kubernetes API (StatefulSet {})", env.statefulset),
+            last,
+        };
+        match super::read_statefulset(env, Duration::from_secs(5)).await {
+            Ok(Some(sts)) => Ok(sts),
+            Ok(None) => Err(unreadable("not found".to_owned())),
+            Err(error) => Err(unreadable(error)),
+        }
+    })
+    .await?;
+    let Some(annotation) = statefulset
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(Hook::Join.annotation()))
+    else {
+        return Ok(JoinOutcome::NoJoinUrl);
+    };
+    let url = HookUrl::parse(annotation).map_err(|why| MemberError::BadHookUrl {
+        hook: Hook::Join,
+        why,
+    })?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (url, status) = add_generic(env, &url, remaining).await?;
+    Ok(JoinOutcome::JoinedThroughUrl { url, status })
+}
+
+/// A bootstrap member of a generic app normally calls nothing. But one that a scale-down
+/// below the bootstrap size removed (3→1 removes members 1 and 2) is no longer in the
+/// group when it comes back, and would start outside it. With a members URL the helper can
+/// tell: when a running member answers with a leader and a list without this member, it
+/// joins through the join URL like any other new member. Whenever that cannot be told (no
+/// members URL, nobody answers: a first start, or the group is down), it starts as a
+/// bootstrap member, as before.
+async fn rejoin_bootstrap_member(
+    env: &MemberEnv,
+    budget: Duration,
+) -> Result<JoinOutcome, MemberError> {
+    let started = Instant::now();
+    let Ok(Some(sts)) = super::read_statefulset(env, Duration::from_secs(5)).await else {
+        return Ok(JoinOutcome::BootstrapPeer);
+    };
+    let Some(cluster) = GenericCluster::from_statefulset(env, Some(&sts))? else {
+        return Ok(JoinOutcome::BootstrapPeer);
+    };
+    let view = match cluster.view(false).await {
+        Ok(view) if view.leader.is_some() && view.me.is_none() => view,
+        _ => return Ok(JoinOutcome::BootstrapPeer),
+    };
+    let Some(join) = sts
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(Hook::Join.annotation()))
+    else {
+        return Ok(JoinOutcome::NoJoinUrl);
+    };
+    let url = HookUrl::parse(join).map_err(|why| MemberError::BadHookUrl {
+        hook: Hook::Join,
+        why,
+    })?;
+    tracing::warn!(
+        member = %env.pod_name,
+        members = %view.members.iter().map(|m| m.label()).collect::<Vec<_>>().join(","),
+        "a bootstrap member missing from the running group's member list (removed by an earlier scale-down); joining it"
+    );
+    let (url, status) = add_generic(env, &url, budget.saturating_sub(started.elapsed())).await?;
+    Ok(JoinOutcome::JoinedThroughUrl { url, status })
+}
+
 // ---- the member list, for the shared machinery (`Membership`) ----
 
 /// The application's answer at its members URL (README: the members URL).

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 
 use super::cluster::Membership;
 use super::flavors::for_member;
-use super::{MemberEnv, MemberError, Removal};
+use super::{read_statefulset, MemberEnv, MemberError, Removal};
 use crate::policy::ordinals::Members;
 
 /// What `leave` decided before touching the Raft configuration.
@@ -56,25 +56,6 @@ pub fn decide(ordinal: i32, statefulset: Result<Option<StatefulSet>, String>) ->
         ));
     }
     Decision::Remove { members }
-}
-
-/// Reads the StatefulSet with the pod's credentials (in-cluster, or KUBECONFIG).
-pub async fn read_statefulset(
-    env: &MemberEnv,
-    timeout: Duration,
-) -> Result<Option<StatefulSet>, String> {
-    let read = async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| e.to_string())?;
-        kube::Api::<StatefulSet>::namespaced(client, &env.namespace)
-            .get_opt(&env.statefulset)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| format!("no answer from the Kubernetes API within {timeout:?}"))?
 }
 
 /// Removes this member through `cluster`, when it is still listed and the others keep a

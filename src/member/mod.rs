@@ -1,7 +1,7 @@
 //! The in-pod helper (SPEC §5): `member leave` (preStop) removes this member from the Raft
 //! configuration only when the pod is being scaled away; `member join` (init container)
 //! adds a member beyond the bootstrap set to the running cluster (etcd: through etcd's
-//! gateway; generic: through the `join-url` annotation); `member exec`
+//! gateway, `etcd::join`; generic: through the `join-url` annotation); `member exec`
 //! starts etcd with what `join` decided; `member reconcile` (etcd sidecar) repairs a leave
 //! that did not finish.
 
@@ -11,7 +11,6 @@ pub mod events;
 pub mod exec;
 pub mod flavors;
 pub mod generic;
-pub mod join;
 pub mod leave;
 pub mod reconcile;
 pub mod status;
@@ -30,6 +29,29 @@ pub enum Removal {
     Removed,
     /// Not in the configuration (an earlier attempt, or an operator, removed it).
     AlreadyGone,
+}
+
+/// What `join` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A bootstrap member on first start: the injected settings already describe it.
+    Bootstrap,
+    /// The data directory holds this member's data; etcd resumes from it.
+    HasData,
+    /// Added to the running cluster (or found already added); settings written.
+    /// `why`: what made this member join rather than bootstrap or resume;
+    /// `data_set_aside`: where the data of this member's removed identity was moved.
+    Joined {
+        why: String,
+        initial_cluster: String,
+        data_set_aside: Option<PathBuf>,
+    },
+    /// Generic flavor: a bootstrap member, named in `RAFT_PEERS`; nothing to call.
+    BootstrapPeer,
+    /// Generic flavor: the join URL accepted this member.
+    JoinedThroughUrl { url: String, status: u16 },
+    /// Generic flavor: the StatefulSet has no join URL (any more), so nothing was called.
+    NoJoinUrl,
 }
 
 /// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
@@ -262,6 +284,25 @@ impl EtcdEnv {
             Some(why) => DataState::Unsure(why.clone()),
         }
     }
+}
+
+/// Reads the StatefulSet with the pod's credentials (in-cluster, or KUBECONFIG).
+pub async fn read_statefulset(
+    env: &MemberEnv,
+    timeout: Duration,
+) -> Result<Option<k8s_openapi::api::apps::v1::StatefulSet>, String> {
+    let read = async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| e.to_string())?;
+        kube::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client, &env.namespace)
+            .get_opt(&env.statefulset)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| format!("no answer from the Kubernetes API within {timeout:?}"))?
 }
 
 /// Runs `attempt` until it succeeds or `deadline` passes, cutting off an attempt that is

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::cluster::Membership;
 use super::flavors::{for_member, Flavor};
 use super::generic::GenericCluster;
-use super::leave::{decide, read_statefulset, Decision};
+use super::leave::{decide, Decision};
+use super::read_statefulset;
 use super::MemberEnv;
 
 /// One member as this member sees it.

@@ -1,14 +1,8 @@
-//! `raft-injector member join`, the init container that adds a member beyond the bootstrap
-//! set to the running cluster before the application starts.
-//!
-//! Generic flavor: one call to the StatefulSet's `raft-injector.io/join-url` (see
-//! [`super::generic`]); the application's own Raft library does the configuration change.
-//!
-//! etcd flavor:
-//! The pod template is frozen to the bootstrap peer list, so a member beyond it (scale-up)
-//! must add itself to the running cluster and start etcd with `--initial-cluster-state
-//! existing` and the current member list. `join` does the member add and writes those two
-//! settings to a file in the helper volume; `member exec` applies them when etcd starts.
+//! etcd's `member join`: the pod template is frozen to the bootstrap peer list, so a member
+//! beyond it (scale-up) must add itself to the running cluster and start etcd with
+//! `--initial-cluster-state existing` and the current member list. `join` does the member
+//! add and writes those two settings to a file in the helper volume; `member exec` applies
+//! them when etcd starts (after [`refresh_settings`] reads the list again).
 //!
 //! A plain voting `member add` is used rather than a learner: promotion needs a process that
 //! watches the learner catch up, and the init container is gone before etcd starts. With
@@ -20,116 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::cluster::Membership;
-use super::etcd::{is_self, list_from_any, remove_member};
-use super::etcd::{label, ordinal_in, Gateway, Member};
-use super::generic::GenericCluster;
-use super::generic::{add_generic, Hook, HookUrl};
-use super::{DataState, EtcdEnv, MemberEnv, MemberError, JOIN_ENV_FILE};
-
-/// What `join` did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// A bootstrap member on first start: the injected settings already describe it.
-    Bootstrap,
-    /// The data directory holds this member's data; etcd resumes from it.
-    HasData,
-    /// Added to the running cluster (or found already added); settings written.
-    /// `why`: what made this member join rather than bootstrap or resume;
-    /// `data_set_aside`: where the data of this member's removed identity was moved.
-    Joined {
-        why: String,
-        initial_cluster: String,
-        data_set_aside: Option<PathBuf>,
-    },
-    /// Generic flavor: a bootstrap member, named in `RAFT_PEERS`; nothing to call.
-    BootstrapPeer,
-    /// Generic flavor: the join URL accepted this member.
-    JoinedThroughUrl { url: String, status: u16 },
-    /// Generic flavor: the StatefulSet has no join URL (any more), so nothing was called.
-    NoJoinUrl,
-}
-
-/// The generic flavor's join: a member beyond the bootstrap set calls the join URL, read
-/// fresh from the StatefulSet, until one answers 2xx or `budget` is spent. Bootstrap
-/// members call nothing: the injected peer list already names them. A restarted member
-/// calls again, which the URL's contract makes harmless (already a member is success).
-pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutcome, MemberError> {
-    if env.is_bootstrap_member() {
-        return rejoin_bootstrap_member(env, budget).await;
-    }
-    let deadline = Instant::now() + budget;
-    let statefulset = super::retry_until(deadline, budget, "reading the StatefulSet", || async {
-        let unreadable = |last: String| MemberError::Unreachable {
-            tried: format!("the Kubernetes API (StatefulSet {})", env.statefulset),
-            last,
-        };
-        match super::leave::read_statefulset(env, Duration::from_secs(5)).await {
-            Ok(Some(sts)) => Ok(sts),
-            Ok(None) => Err(unreadable("not found".to_owned())),
-            Err(error) => Err(unreadable(error)),
-        }
-    })
-    .await?;
-    let Some(annotation) = statefulset
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(Hook::Join.annotation()))
-    else {
-        return Ok(JoinOutcome::NoJoinUrl);
-    };
-    let url = HookUrl::parse(annotation).map_err(|why| MemberError::BadHookUrl {
-        hook: Hook::Join,
-        why,
-    })?;
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let (url, status) = add_generic(env, &url, remaining).await?;
-    Ok(JoinOutcome::JoinedThroughUrl { url, status })
-}
-
-/// A bootstrap member of a generic app normally calls nothing. But one that a scale-down
-/// below the bootstrap size removed (3→1 removes members 1 and 2) is no longer in the
-/// group when it comes back, and would start outside it. With a members URL the helper can
-/// tell: when a running member answers with a leader and a list without this member, it
-/// joins through the join URL like any other new member. Whenever that cannot be told (no
-/// members URL, nobody answers: a first start, or the group is down), it starts as a
-/// bootstrap member, as before.
-async fn rejoin_bootstrap_member(
-    env: &MemberEnv,
-    budget: Duration,
-) -> Result<JoinOutcome, MemberError> {
-    let started = Instant::now();
-    let Ok(Some(sts)) = super::leave::read_statefulset(env, Duration::from_secs(5)).await else {
-        return Ok(JoinOutcome::BootstrapPeer);
-    };
-    let Some(cluster) = GenericCluster::from_statefulset(env, Some(&sts))? else {
-        return Ok(JoinOutcome::BootstrapPeer);
-    };
-    let view = match cluster.view(false).await {
-        Ok(view) if view.leader.is_some() && view.me.is_none() => view,
-        _ => return Ok(JoinOutcome::BootstrapPeer),
-    };
-    let Some(join) = sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(Hook::Join.annotation()))
-    else {
-        return Ok(JoinOutcome::NoJoinUrl);
-    };
-    let url = HookUrl::parse(join).map_err(|why| MemberError::BadHookUrl {
-        hook: Hook::Join,
-        why,
-    })?;
-    tracing::warn!(
-        member = %env.pod_name,
-        members = %view.members.iter().map(|m| m.label()).collect::<Vec<_>>().join(","),
-        "a bootstrap member missing from the running group's member list (removed by an earlier scale-down); joining it"
-    );
-    let (url, status) = add_generic(env, &url, budget.saturating_sub(started.elapsed())).await?;
-    Ok(JoinOutcome::JoinedThroughUrl { url, status })
-}
+use super::{is_self, label, list_from_any, ordinal_in, remove_member, Gateway, Member};
+use crate::member::{DataState, EtcdEnv, JoinOutcome, MemberEnv, MemberError, JOIN_ENV_FILE};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MemberError + '_ {
     move |source| MemberError::Io {
@@ -367,7 +253,7 @@ async fn decide_and_join(
         }
     }
 
-    let initial_cluster = super::retry_until(deadline, budget, "join", || {
+    let initial_cluster = crate::member::retry_until(deadline, budget, "join", || {
         join_once(env, etcd, gateway, &endpoints)
     })
     .await?;

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use super::cluster::{Membership, RaftMember, View};
 use super::{MemberEnv, MemberError, Removal};
 
+pub mod join;
+
 pub use super::cluster::{host_of, ordinal_of, quorum, CALL_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
