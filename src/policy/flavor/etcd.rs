@@ -103,7 +103,7 @@ pub fn extend_env(r: &Resolved, env: &mut Vec<EnvVar>) {
 
 /// The join container's `RAFT_DATA_DIR` (and `RAFT_WAL_DIR`): where etcd in `target` keeps
 /// its data, when its command line and env say so for certain. Without them the helper
-/// never takes the member for one without data (see `member::join`).
+/// never takes the member for one without data (see `member::etcd::join`).
 pub fn join_env(target: &Container) -> Vec<EnvVar> {
     let Ok(location) = etcd_data::locate(target, ETCD_NAME_DEFAULT) else {
         return Vec::new();
