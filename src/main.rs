@@ -209,7 +209,7 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                             Err(error) => Err(error),
                         }
                     }
-                    None => raft_injector::member::generic::join_generic(&env, budget).await,
+                    None => raft_injector::member::generic::join_generic(&env, &dir, budget).await,
                 };
                 match joined {
                     Ok(outcome) => {

@@ -481,6 +481,42 @@ fn a_generic_app_with_a_members_url_has_a_missed_leave_repaired_and_shown_by_che
         green.contains("3 members: ledger-0, ledger-1, ledger-2"),
         "{green}"
     );
+
+    // Below the bootstrap size and back: 3 → 1 removes the bootstrap members ledger-1 and
+    // ledger-2 (their volumes go too, whenScaled: Delete); 1 → 3 brings them back empty. The
+    // group no longer lists them, so their join containers add them through the join URL
+    // (and leave /raft-injector/joined, so the app does not bootstrap a group of its own).
+    let (status, body) = http(
+        plane,
+        &ns,
+        "ledger-0",
+        "PUT",
+        "/kv/kept",
+        Some("across 3-1-3"),
+    )
+    .expect("ledger-0 answers");
+    assert_eq!(status, 204, "{body}");
+    scale_of(plane, &ns, STS, 1);
+    wait_agreed_of(plane, &ns, STS, 1, GROUP, 90);
+    wait_gone(plane, &ns, &names(3)[1..]);
+    scale_of(plane, &ns, STS, 3);
+    let regrown = Instant::now();
+    wait_agreed_of(plane, &ns, STS, 3, GROUP, 120);
+    for pod in ["ledger-1", "ledger-2"] {
+        let joined = wait_event(plane, &ns, "MemberJoined", pod);
+        assert!(joined.contains("join URL http://ledger-0"), "{joined}");
+    }
+    for pod in names(3) {
+        assert_eq!(
+            http(plane, &ns, &pod, "GET", "/kv/kept", None),
+            Some((200, "across 3-1-3".to_owned())),
+            "{pod} serves the key written while it was gone"
+        );
+    }
+    eprintln!(
+        "3 -> 1 -> 3: the removed bootstrap members rejoined through the join URL in {:.1?}",
+        regrown.elapsed()
+    );
     eprintln!(
         "held-out Ratis ({}): both missed leaves repaired {repaired:.1?} after access was restored",
         refs(&names(3))

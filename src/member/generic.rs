@@ -15,6 +15,7 @@
 //! also takes 404 or 410 as already gone. Anything else, or no answer, is retried against
 //! each URL in turn until the deadline.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -158,10 +159,40 @@ pub async fn add_generic(
 /// fresh from the StatefulSet, until one answers 2xx or `budget` is spent. Bootstrap
 /// members call nothing: the injected peer list already names them. A restarted member
 /// calls again, which the URL's contract makes harmless (already a member is success).
-pub async fn join_generic(env: &MemberEnv, budget: Duration) -> Result<JoinOutcome, MemberError> {
-    if env.is_bootstrap_member() {
-        return rejoin_bootstrap_member(env, budget).await;
+///
+/// When a join URL accepted this member, `dir/joined` (the helper volume, which the
+/// application sees read-only at `/raft-injector`) says so: a bootstrap member that was
+/// re-added must start as a joining member, not bootstrap a group from `RAFT_PEERS`.
+pub async fn join_generic(
+    env: &MemberEnv,
+    dir: &Path,
+    budget: Duration,
+) -> Result<JoinOutcome, MemberError> {
+    let outcome = if env.is_bootstrap_member() {
+        rejoin_bootstrap_member(env, budget).await?
+    } else {
+        join_beyond_bootstrap(env, budget).await?
+    };
+    if let JoinOutcome::JoinedThroughUrl { url, status } = &outcome {
+        let path = dir.join(JOINED_FILE);
+        let partial = dir.join(format!(".{JOINED_FILE}.partial"));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| MemberError::Io { path, source }
+        };
+        std::fs::write(&partial, format!("{url} answered {status}\n")).map_err(io(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io(&path))?;
     }
+    Ok(outcome)
+}
+
+/// The file in the helper volume that says a join URL added this member.
+pub const JOINED_FILE: &str = "joined";
+
+async fn join_beyond_bootstrap(
+    env: &MemberEnv,
+    budget: Duration,
+) -> Result<JoinOutcome, MemberError> {
     let deadline = Instant::now() + budget;
     let statefulset = super::retry_until(deadline, budget, "reading the StatefulSet", || async {
         let unreadable = |last: String| MemberError::Unreachable {

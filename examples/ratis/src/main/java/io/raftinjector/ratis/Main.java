@@ -69,9 +69,15 @@ public final class Main implements Membership.Node {
     RaftServerConfigKeys.Read.setOption(properties, RaftServerConfigKeys.Read.Option.LINEARIZABLE);
     GrpcConfigKeys.Server.setPort(properties, raftPort);
     // A member beyond the bootstrap set is not in RAFT_PEERS: it starts with the group id
-    // alone, and Ratis keeps it idle until the leader adds it (the join URL). Once it has a
-    // log, the configuration in the log wins over what is given here.
-    final boolean bootstrap = group.getPeer(id) != null;
+    // alone, and Ratis keeps it idle until the leader adds it (the join URL). So does a
+    // bootstrap member that the running group had removed (a scale-down below the bootstrap
+    // size) and that the join URL has just added back: raft-injector's join container then
+    // leaves /raft-injector/joined. Starting it with RAFT_PEERS instead could let two such
+    // members elect each other in a group of their own. Once a member has a log, the
+    // configuration in the log wins over what is given here.
+    final boolean joined = new File(System.getenv().getOrDefault("RAFT_INJECTOR_HELPER_DIR", "/raft-injector"),
+        "joined").exists();
+    final boolean bootstrap = group.getPeer(id) != null && !joined;
     this.server = RaftServer.newBuilder()
         .setServerId(id)
         .setGroup(bootstrap ? group : RaftGroup.valueOf(group.getGroupId()))
