@@ -20,6 +20,11 @@ use serde_json::Value;
 
 const STATEFULSET: &str = "kv";
 
+/// One Ratis group at a time: five JVMs each on a two-core node already stretch Ratis'
+/// election timeouts, and two groups at once made a follower miss its leader for over a
+/// minute once (a slow node, not a lost member).
+static ONE_GROUP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds the Ratis image and loads it into the node (cached by its sources).
 fn load_image(plane: &ControlPlane) {
     let out = Command::new(common::root().join("tests/controlplane/run.sh"))
@@ -185,6 +190,9 @@ fn wait_gone(plane: &ControlPlane, ns: &str, gone: &[String]) {
 
 #[test]
 fn a_ratis_group_forms_from_the_injected_env_and_follows_scaling_through_join_and_leave_urls() {
+    let _alone = ONE_GROUP_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let plane = installed();
     load_image(plane);
     let ns = namespace(plane, "ratis", true);
@@ -348,6 +356,9 @@ fn check(plane: &ControlPlane, ns: &str) -> (bool, String) {
 fn a_generic_app_with_a_members_url_has_a_missed_leave_repaired_and_shown_by_check() {
     const STS: &str = "ledger";
     const GROUP: &str = "7d3c1a52-8f0e-4b6a-9c21-5e4f3a2b1c0d";
+    let _alone = ONE_GROUP_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let plane = installed();
     load_image(plane);
     let ns = namespace(plane, "ledger", true);
