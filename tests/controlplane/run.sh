@@ -12,6 +12,8 @@
 #                         install the webhook in-cluster the way the README tells users to
 #   run.sh ratis DIR      build the Ratis example's image (examples/ratis: Maven, jlink) and
 #                         load it into the node; prints its name
+#   run.sh kafka DIR      build the Kafka image (apache/kafka's layout and name, from Maven
+#                         Central's jars) and load it into the node; prints its name
 #   run.sh down DIR       stop everything `up DIR` started; leaves no process, container,
 #                         mount, network namespace, link, iptables rule or cgroup behind
 #                         (the cluster's data stays in DIR)
@@ -485,8 +487,9 @@ case ${1:-} in
   up) [[ -n ${2:-} ]] || die "usage: run.sh up DIR"; up "$2" ;;
   install) [[ -n ${2:-} ]] || die "usage: run.sh install DIR"; install_webhook "$2" ;;
   ratis) [[ -n ${2:-} ]] || die "usage: run.sh ratis DIR"; load_ratis "$2" ;;
+  kafka) [[ -n ${2:-} ]] || die "usage: run.sh kafka DIR"; load_kafka "$2" ;;
   down) [[ -n ${2:-} ]] || die "usage: run.sh down DIR"; down "$2" ;;
   reset) [[ -n ${2:-} ]] || die "usage: run.sh reset DIR"; reset "$2" ;;
   status) [[ -n ${2:-} ]] || die "usage: run.sh status DIR"; readyz "$(cd "$2" && pwd)" ;;
-  *) die "usage: run.sh build | images | up DIR | install DIR | ratis DIR | down DIR | reset DIR | status DIR" ;;
+  *) die "usage: run.sh build | images | up DIR | install DIR | ratis DIR | kafka DIR | down DIR | reset DIR | status DIR" ;;
 esac

@@ -172,3 +172,74 @@ load_ratis() {
   echo "$ratis_image"
 }
 
+
+# Apache Kafka as the official image lays it out (/opt/kafka/bin, libs, config;
+# /etc/kafka/docker/run as the command, user 1000), under the official image's name and tag,
+# so examples/kafka.yaml runs unchanged here and elsewhere. Built from Maven Central's jars
+# (images/kafka/pom.xml), a JRE trimmed by jlink, busybox for the tools' shell scripts, and
+# this project's own scripts (images/kafka/); nothing is taken from Kafka's release tarball.
+kafka_version=4.4.0
+kafka_image=docker.io/apache/kafka:$kafka_version
+kafka_modules=java.base,java.compiler,java.desktop,java.logging,java.management,java.naming,java.rmi,java.scripting,java.security.jgss,java.security.sasl,java.sql,java.xml,jdk.crypto.ec,jdk.management,jdk.unsupported,jdk.zipfs
+# Tool script -> main class, all in Kafka's own jars.
+kafka_tools="kafka-server-start.sh=kafka.Kafka
+kafka-storage.sh=kafka.tools.StorageTool
+kafka-metadata-quorum.sh=org.apache.kafka.tools.MetadataQuorumCommand
+kafka-features.sh=org.apache.kafka.tools.FeatureCommand
+kafka-cluster.sh=org.apache.kafka.tools.ClusterTool
+kafka-topics.sh=org.apache.kafka.tools.TopicCommand
+kafka-consumer-groups.sh=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+kafka-console-producer.sh=org.apache.kafka.tools.ConsoleProducer
+kafka-console-consumer.sh=org.apache.kafka.tools.consumer.ConsoleConsumer"
+kafka_image_archive() {
+  local src=$here/images/kafka key
+  command -v mvn >/dev/null && command -v jlink >/dev/null || die "the Kafka image needs Maven and a JDK 17 (mvn, jlink)"
+  [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
+    die "the Kafka image needs a static /bin/busybox (Debian: busybox-static)"
+  key=$(source_key "$src"/* "$here/images/oci.py" \
+    <(echo "$kafka_modules $kafka_tools"; jlink --version; declare -f kafka_recipe))
+  cached_image kafka "$key" kafka_recipe
+}
+
+kafka_recipe() {
+  local work rootfs lib tool
+  work=$(mktemp -d)
+  rootfs=$work/rootfs
+  mkdir -p "$work/build" "$rootfs"/{opt/kafka/bin,opt/kafka/config,etc/kafka/docker,bin,tmp,var/lib/kafka/data,mnt/shared/config,etc/kafka/secrets}
+  cp "$here/images/kafka/pom.xml" "$work/build/"
+  (cd "$work/build" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$rootfs/opt/kafka/libs" >&2) || die "fetching Kafka's jars with Maven failed"
+  jlink --add-modules "$kafka_modules" --strip-debug --no-man-pages --no-header-files \
+    --compress=2 --output "$rootfs/opt/java/openjdk" >&2 || die "jlink failed"
+  # The shared libraries the JRE loads (and their dependencies), at the paths ldd reports.
+  for lib in $( (ldd "$rootfs/opt/java/openjdk/bin/java"; find "$rootfs/opt/java/openjdk/lib" -name '*.so' -exec ldd {} \;) 2>/dev/null |
+    grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+    [[ $lib == "$rootfs"* ]] && continue
+    mkdir -p "$rootfs$(dirname "$lib")"
+    cp -L "$lib" "$rootfs$lib"
+  done
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for tool in sh cat dirname basename ls mkdir rm env grep sed hostname id sleep; do
+    ln -s busybox "$rootfs/bin/$tool"
+  done
+  install -m 0755 "$here/images/kafka/kafka-run-class.sh" "$rootfs/opt/kafka/bin/"
+  while IFS== read -r tool class; do
+    printf '#!/bin/sh\nexec "$(dirname "$0")/kafka-run-class.sh" %s "$@"\n' "$class" >"$rootfs/opt/kafka/bin/$tool"
+    chmod 0755 "$rootfs/opt/kafka/bin/$tool"
+  done <<<"$kafka_tools"
+  install -m 0755 "$here/images/kafka/launch" "$rootfs/etc/kafka/docker/run"
+  for file in server.properties log4j2.yaml tools-log4j2.yaml; do
+    cp "$here/images/kafka/$file" "$rootfs/etc/kafka/docker/$file"
+    cp "$here/images/kafka/$file" "$rootfs/opt/kafka/config/$file"
+  done
+  chmod 1777 "$rootfs/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nappuser:x:1000:1000:appuser:/home/appuser:/bin/sh\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nappuser:x:1000:\n' >"$rootfs/etc/group"
+  # The image writer stores every file as root's; the directories Kafka writes as appuser
+  # (the final configuration; the data directory when no volume covers it) are made
+  # writable for it that way.
+  chmod 0777 "$rootfs/opt/kafka/config" "$rootfs/var/lib/kafka/data" "$rootfs/mnt/shared/config"
+  python3 "$here/images/oci.py" "$1" --ref "$kafka_image" --rootfs "$rootfs" --user 1000:1000 \
+    --cmd '["/etc/kafka/docker/run"]' --env PATH=/opt/kafka/bin:/opt/java/openjdk/bin:/bin
+  rm -rf "$work"
+}
