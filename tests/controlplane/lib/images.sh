@@ -163,6 +163,15 @@ ratis_recipe() {
 }
 
 # Builds (or reuses) the Ratis example's image and loads it into the node in DIR.
+load_kafka() {
+  local dir archive
+  dir=$(cd "$1" && pwd)
+  readyz "$dir" || die "no cluster is running in $dir; start it with: $0 up $dir"
+  archive=$(kafka_image_archive)
+  import_images "$dir" "$archive"
+  echo "$kafka_image"
+}
+
 load_ratis() {
   local dir archive
   dir=$(cd "$1" && pwd)
@@ -239,6 +248,7 @@ kafka_recipe() {
   # (the final configuration; the data directory when no volume covers it) are made
   # writable for it that way.
   chmod 0777 "$rootfs/opt/kafka/config" "$rootfs/var/lib/kafka/data" "$rootfs/mnt/shared/config"
+  chmod 0666 "$rootfs"/opt/kafka/config/*
   python3 "$here/images/oci.py" "$1" --ref "$kafka_image" --rootfs "$rootfs" --user 1000:1000 \
     --cmd '["/etc/kafka/docker/run"]' --env PATH=/opt/kafka/bin:/opt/java/openjdk/bin:/bin
   rm -rf "$work"
