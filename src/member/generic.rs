@@ -70,6 +70,18 @@ pub async fn read_bounded(
     Ok(body)
 }
 
+/// The StatefulSet's URL annotation of `hook`, parsed; `None` when it is not set.
+pub fn hook_url(sts: &StatefulSet, hook: Hook) -> Result<Option<HookUrl>, MemberError> {
+    sts.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(hook.annotation()))
+        .map(|raw| {
+            HookUrl::parse_as(hook, raw).map_err(|why| MemberError::BadHookUrl { hook, why })
+        })
+        .transpose()
+}
+
 /// Whether a leave answer says the member is already out of the configuration.
 fn already_gone(status: u16) -> bool {
     matches!(status, 404 | 410)
@@ -206,18 +218,9 @@ async fn join_beyond_bootstrap(
         }
     })
     .await?;
-    let Some(annotation) = statefulset
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(Hook::Join.annotation()))
-    else {
+    let Some(url) = hook_url(&statefulset, Hook::Join)? else {
         return Ok(JoinOutcome::NoJoinUrl);
     };
-    let url = HookUrl::parse(annotation).map_err(|why| MemberError::BadHookUrl {
-        hook: Hook::Join,
-        why,
-    })?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let (url, status) = add_generic(env, &url, remaining).await?;
     Ok(JoinOutcome::JoinedThroughUrl { url, status })
@@ -245,18 +248,9 @@ async fn rejoin_bootstrap_member(
         Ok(view) if view.leader.is_some() && view.me.is_none() => view,
         _ => return Ok(JoinOutcome::BootstrapPeer),
     };
-    let Some(join) = sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(Hook::Join.annotation()))
-    else {
+    let Some(url) = hook_url(&sts, Hook::Join)? else {
         return Ok(JoinOutcome::NoJoinUrl);
     };
-    let url = HookUrl::parse(join).map_err(|why| MemberError::BadHookUrl {
-        hook: Hook::Join,
-        why,
-    })?;
     tracing::warn!(
         member = %env.pod_name,
         members = %view.members.iter().map(|m| m.label()).collect::<Vec<_>>().join(","),
@@ -371,23 +365,17 @@ impl GenericCluster {
         env: &MemberEnv,
         sts: Option<&StatefulSet>,
     ) -> Result<Option<GenericCluster>, MemberError> {
-        let annotation = |hook: Hook| {
-            sts.and_then(|s| s.metadata.annotations.as_ref())
-                .and_then(|a| a.get(hook.annotation()))
-                .map(|raw| {
-                    HookUrl::parse_as(hook, raw)
-                        .map_err(|why| MemberError::BadHookUrl { hook, why })
-                })
-                .transpose()
+        let Some(sts) = sts else {
+            return Ok(None);
         };
-        let Some(members) = annotation(Hook::Members)? else {
+        let Some(members) = hook_url(sts, Hook::Members)? else {
             return Ok(None);
         };
         Ok(Some(GenericCluster {
             env: env.clone(),
             http: env.http_client(super::cluster::CALL_TIMEOUT)?,
             members,
-            leave: annotation(Hook::Leave)?,
+            leave: hook_url(sts, Hook::Leave)?,
         }))
     }
 

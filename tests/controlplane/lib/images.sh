@@ -162,24 +162,19 @@ ratis_recipe() {
   rm -rf "$work"
 }
 
-# Builds (or reuses) the Ratis example's image and loads it into the node in DIR.
-load_kafka() {
+# Builds (or reuses) an example's image with ARCHIVE-FUNCTION, loads it into the node in
+# DIR and prints NAME.
+load_example_image() { # dir archive-function name
   local dir archive
   dir=$(cd "$1" && pwd)
   readyz "$dir" || die "no cluster is running in $dir; start it with: $0 up $dir"
-  archive=$(kafka_image_archive)
+  archive=$("$2")
   import_images "$dir" "$archive"
-  echo "$kafka_image"
+  echo "$3"
 }
 
-load_ratis() {
-  local dir archive
-  dir=$(cd "$1" && pwd)
-  readyz "$dir" || die "no cluster is running in $dir; start it with: $0 up $dir"
-  archive=$(ratis_image_archive)
-  import_images "$dir" "$archive"
-  echo "$ratis_image"
-}
+load_kafka() { load_example_image "$1" kafka_image_archive "$kafka_image"; }
+load_ratis() { load_example_image "$1" ratis_image_archive "$ratis_image"; }
 
 
 # Apache Kafka as the official image lays it out (/opt/kafka/bin, libs, config;
