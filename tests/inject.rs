@@ -88,7 +88,7 @@ fn template(sts: &StatefulSet) -> Value {
 
 #[test]
 fn golden_output_for_each_example() {
-    for example in ["etcd", "ratis-app"] {
+    for example in ["etcd", "ratis-app", "kafka"] {
         let input = common::read(&format!("examples/{example}.yaml"));
         let report = common::inject_text(example, &input);
         assert!(report.denials.is_empty(), "{:?}", report.denials);
@@ -311,6 +311,177 @@ fn etcd_flavor_sets_the_etcd_configuration() {
     }
     // The user's own etcd setting stays first and untouched.
     assert_eq!(env_of(&out, 0)[0].name, "ETCD_DATA_DIR");
+}
+
+fn kafka() -> (StatefulSet, Service) {
+    (
+        statefulset("examples/kafka.yaml"),
+        services("examples/kafka.yaml").remove(0),
+    )
+}
+
+fn init_container<'a>(
+    sts: &'a StatefulSet,
+    name: &str,
+) -> &'a k8s_openapi::api::core::v1::Container {
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("init container {name}"))
+}
+
+#[test]
+fn kraft_flavor_configures_a_dynamic_quorum_of_controllers() {
+    // Other names, a start ordinal, a node id offset, the user's own cluster id and log dir.
+    let (mut sts, mut svc) = kafka();
+    sts.metadata.name = Some("quorum".into());
+    sts.spec.as_mut().unwrap().service_name = Some("kq".into());
+    svc.metadata.name = Some("kq".into());
+    sts.spec.as_mut().unwrap().ordinals =
+        Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(1) });
+    common::annotate(&mut sts, "raft-injector.io/node-id-offset", "3000");
+    common::annotate(&mut sts, "raft-injector.io/port", "19093");
+    let container = common::first_container(&mut sts);
+    container.env.get_or_insert_with(Vec::new).extend([
+        EnvVar {
+            name: "CLUSTER_ID".into(),
+            value: Some("MkU3OEVBNTcwNTJENDM2Qk".into()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "KAFKA_LOG_DIRS".into(),
+            value: Some("/var/lib/kafka/data/kraft".into()),
+            value_from: None,
+        },
+    ]);
+    let verdict = common::check(&sts, Some(&svc), None);
+    assert!(verdict.is_allowed(), "{verdict:?}");
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .any(|w| w.contains("sets env CLUSTER_ID itself")),
+        "{:?}",
+        verdict.warnings
+    );
+    let out = injected(&sts, Some(&svc));
+    let host = |i: u8| format!("quorum-{i}.kq.default.svc.cluster.local:19093");
+    for (name, value) in [
+        ("KAFKA_PROCESS_ROLES", "controller".to_owned()),
+        ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".to_owned()),
+        ("KAFKA_LISTENERS", "CONTROLLER://0.0.0.0:19093".to_owned()),
+        (
+            "KAFKA_ADVERTISED_LISTENERS",
+            "CONTROLLER://$(RAFT_ID):19093".to_owned(),
+        ),
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CONTROLLER:PLAINTEXT".to_owned(),
+        ),
+        (
+            "KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS",
+            format!("{},{},{}", host(1), host(2), host(3)),
+        ),
+        ("RAFT_KRAFT_NODE_ID_OFFSET", "3000".to_owned()),
+        // The user's own win.
+        ("CLUSTER_ID", "MkU3OEVBNTcwNTJENDM2Qk".to_owned()),
+        ("KAFKA_LOG_DIRS", "/var/lib/kafka/data/kraft".to_owned()),
+    ] {
+        assert_eq!(value_of(&out, 0, name), Some(value), "{name}");
+    }
+    let names: Vec<String> = env_of(&out, 0).into_iter().map(|e| e.name).collect();
+    assert_eq!(names.iter().filter(|n| *n == "CLUSTER_ID").count(), 1);
+    assert!(!names.contains(&"KAFKA_CONTROLLER_QUORUM_VOTERS".to_owned()));
+    // Started through the exec wrapper with the image's own command; the join container runs
+    // in the Kafka image (it formats with kafka-storage.sh); the sidecar reads the helper
+    // volume, where the join container leaves the directory id.
+    let pod = out.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.containers[0].command.as_deref().unwrap(),
+        [
+            "/raft-injector/raft-injector",
+            "member",
+            "exec",
+            "--",
+            "/etc/kafka/docker/run"
+        ]
+    );
+    let join = init_container(&out, "raft-injector-join");
+    assert_eq!(join.image.as_deref(), Some("docker.io/apache/kafka:4.4.0"));
+    assert!(join
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path == "/var/lib/kafka/data"));
+    let sidecar = init_container(&out, "raft-injector-reconcile");
+    assert!(sidecar
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path == "/raft-injector" && m.read_only == Some(true)));
+}
+
+#[test]
+fn kraft_flavor_warns_about_what_defeats_a_dynamic_quorum() {
+    let (mut sts, svc) = kafka();
+    sts.spec.as_mut().unwrap().pod_management_policy = None;
+    let container = common::first_container(&mut sts);
+    container.volume_mounts = None;
+    container.env.get_or_insert_with(Vec::new).extend([
+        EnvVar {
+            name: "KAFKA_CONTROLLER_QUORUM_VOTERS".into(),
+            value: Some("0@a:9093".into()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "KAFKA_CONTROLLER_QUORUM_AUTO_JOIN_ENABLE".into(),
+            value: Some("true".into()),
+            value_from: None,
+        },
+    ]);
+    let verdict = common::check(&sts, Some(&svc), None);
+    let all = verdict.warnings.join("\n");
+    for expected in [
+        "KAFKA_CONTROLLER_QUORUM_VOTERS: that makes a static quorum",
+        "KAFKA_CONTROLLER_QUORUM_AUTO_JOIN_ENABLE=true",
+        "which no volumeMount holds",
+        "podManagementPolicy is not Parallel",
+    ] {
+        assert!(
+            all.contains(expected),
+            "no warning with {expected:?}:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn the_kafka_example_gives_its_broker_the_controllers_cluster_id() {
+    let (sts, _) = kafka();
+    let group = sts.metadata.annotations.as_ref().unwrap()["raft-injector.io/group-id"].clone();
+    let broker = common::yaml_docs("examples/kafka.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "kafka-broker")
+        .expect("the example has a broker");
+    let cluster_id = broker["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CLUSTER_ID")
+        .and_then(|e| e["value"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cluster_id,
+        raft_injector::policy::flavor::kraft::cluster_id(&group)
+    );
 }
 
 #[test]

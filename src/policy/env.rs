@@ -114,6 +114,7 @@ mod tests {
                 joins_by_url: false,
                 reads_members: false,
                 tls_secret: Some("etcd-tls".into()),
+                node_id_offset: 0,
             };
             let env = desired_env(&r);
             assert!(env.len() >= 12, "{flavor}: {} vars", env.len());

@@ -205,17 +205,23 @@ pub fn mutate_json_with(
         // (An apply that re-sends the user's manifest gets back what the stored object had.)
         let had_sidecar = ctx.old.is_some_and(has_sidecar);
         if !has_sidecar(sts) && (previous.is_none() || refresh || had_sidecar) {
-            let tls_mounts = [tls_mount()];
+            let mut sidecar_mounts = Vec::new();
+            if injects.sidecar_reads_helper_volume {
+                sidecar_mounts.push(helper_mount());
+            }
+            if tls {
+                sidecar_mounts.push(tls_mount());
+            }
             let sidecar = reconcile_sidecar(
                 &ctx.settings.helper_image,
                 None,
-                tls.then_some(&tls_mounts[..]),
+                (!sidecar_mounts.is_empty()).then_some(&sidecar_mounts[..]),
             );
             append_with_env(&mut ops, &sidecar, &[]);
         }
     }
     if injects.exec_wrapper {
-        if let Some(command) = wrapped_command(target) {
+        if let Some(command) = wrapped_command(target, rules::default_command(r.flavor)) {
             ops.add(under(&container_path, &["command"]), &command);
         }
     }

@@ -15,6 +15,8 @@ pub const LEAVE_URL_ANNOTATION: &str = "raft-injector.io/leave-url";
 pub const JOIN_URL_ANNOTATION: &str = "raft-injector.io/join-url";
 /// Generic flavor: where the application answers its member list (README: the members URL).
 pub const MEMBERS_URL_ANNOTATION: &str = "raft-injector.io/members-url";
+/// Flavor kraft: added to a member's ordinal to make its Kafka `node.id` (default 0).
+pub const NODE_ID_OFFSET_ANNOTATION: &str = "raft-injector.io/node-id-offset";
 pub const STATUS_ANNOTATION: &str = "raft-injector.io/status";
 
 /// Set by the StatefulSet controller on every pod (beta and on by default since 1.28).

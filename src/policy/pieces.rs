@@ -138,15 +138,15 @@ pub(crate) struct WithEnv<'a> {
 }
 
 /// The target's command behind `member exec --`, or `None` when it is wrapped already.
-pub(crate) fn wrapped_command(target: &Container) -> Option<Vec<String>> {
+pub(crate) fn wrapped_command(target: &Container, default: &str) -> Option<Vec<String>> {
     let command = target.command.as_deref().unwrap_or_default();
     if starts_with(command, &EXEC_PREFIX) {
         return None;
     }
-    // With neither command nor args the image's own entrypoint runs: etcd's images
-    // start etcd from this path. With args only, the first arg is the program.
+    // With neither command nor args the image's own entrypoint runs (`default`: where the
+    // flavor's image starts it). With args only, the first arg is the program.
     let rest = match (command.is_empty(), target.args.is_some()) {
-        (true, false) => &[ETCD_DEFAULT_COMMAND][..],
+        (true, false) => &[default][..],
         _ => &[][..],
     };
     let prefix = EXEC_PREFIX.iter().chain(rest).map(|s| (*s).to_owned());

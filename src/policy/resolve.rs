@@ -43,11 +43,14 @@ pub struct Resolved {
     /// The Secret named by `raft-injector.io/tls-secret`: TLS between members and for the
     /// helper's calls.
     pub tls_secret: Option<String>,
+    /// Flavor kraft: annotation `raft-injector.io/node-id-offset`; a member's Kafka
+    /// `node.id` is its ordinal plus this.
+    pub node_id_offset: i32,
 }
 
 /// Namespace of the UUIDv5 group ids: the UUIDv5 of `raft-injector.io` in the DNS namespace
 /// (a constant rather than a SHA-1 per admission; a test checks it against its definition).
-const GROUP_ID_NAMESPACE: Uuid = Uuid::from_u128(0x32194629_227a_5131_9574_9642197bae7d);
+pub(crate) const GROUP_ID_NAMESPACE: Uuid = Uuid::from_u128(0x32194629_227a_5131_9574_9642197bae7d);
 
 /// The stable default Raft group id of a StatefulSet.
 pub fn default_group_id(namespace: &str, name: &str) -> String {
@@ -199,7 +202,7 @@ pub fn resolve(
         None => Flavor::default(),
         Some(raw) => raw.parse().unwrap_or_else(|()| {
             problems.push(format!(
-                "annotation {FLAVOR_ANNOTATION} is {}, which is not a known flavor — use \"etcd\" or \"generic\"",
+                "annotation {FLAVOR_ANNOTATION} is {}, which is not a known flavor — use \"etcd\", \"kraft\" or \"generic\"",
                 shown(raw)
             ));
             Flavor::default()
@@ -272,6 +275,21 @@ pub fn resolve(
     let reads_members =
         flavor == Flavor::Generic && annotation(sts, MEMBERS_URL_ANNOTATION).is_some();
 
+    let node_id_offset = match annotation(sts, NODE_ID_OFFSET_ANNOTATION) {
+        None => 0,
+        Some(raw) => match raw.trim().parse::<i32>() {
+            Ok(offset) if (0..=1_000_000_000).contains(&offset) => offset,
+            _ => {
+                problems.push(format!(
+                    "annotation {NODE_ID_OFFSET_ANNOTATION} is {}, which is not a node id offset — use a whole \
+                     number from 0 to 1000000000 (a member's Kafka node.id is its ordinal plus the offset)",
+                    shown(raw)
+                ));
+                0
+            }
+        },
+    };
+
     let group_id = annotation(sts, GROUP_ID_ANNOTATION)
         .map(str::to_owned)
         .unwrap_or_else(|| default_group_id(ctx.namespace, &name));
@@ -292,6 +310,7 @@ pub fn resolve(
             joins_by_url,
             reads_members,
             tls_secret,
+            node_id_offset,
         }),
         _ => Err(problems),
     }

@@ -287,6 +287,9 @@ fn check_target_container(
             }
             continue;
         }
+        if injected.is_none() && resolved.is_some() {
+            continue; // another flavor's name (KAFKA_LOG_DIRS on an etcd member)
+        }
         let instead = injected
             .and_then(|i| i.value.as_deref())
             .map(|v| format!(" instead of the injected {}", shown(v)))

@@ -49,6 +49,7 @@ pub fn injects(_: &Resolved) -> Injects {
         join_container: true,
         reconcile_sidecar: true,
         exec_wrapper: true,
+        sidecar_reads_helper_volume: false,
     }
 }
 

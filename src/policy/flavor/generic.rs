@@ -15,6 +15,7 @@ pub fn injects(r: &Resolved) -> Injects {
         join_container: r.joins_by_url,
         reconcile_sidecar: r.reads_members,
         exec_wrapper: false,
+        sidecar_reads_helper_volume: false,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Raft implementations the injector knows by name (annotation `raft-injector.io/flavor`),
 //! and what each one's rules add to the shared ones: one module per flavor (`etcd`,
-//! `generic`), asked through `rules`.
+//! `generic`, `kraft`), asked through `rules`.
 //!
 //! Adding a flavor: a variant here, a module beside `etcd.rs` (its env, the pieces it wants,
 //! its warnings), one arm in each function of `rules.rs`, and its in-pod side in `member/`
@@ -9,6 +9,7 @@
 pub mod etcd;
 pub mod etcd_data;
 pub mod generic;
+pub mod kraft;
 pub mod rules;
 
 use std::fmt;
@@ -24,16 +25,20 @@ pub enum Flavor {
     Generic,
     /// The plain `etcd` binary, configured through its `ETCD_*` env vars.
     Etcd,
+    /// Kafka KRaft controllers on the official `apache/kafka` image, configured through its
+    /// `KAFKA_*` env vars, with a dynamic quorum (KIP-853).
+    Kraft,
 }
 
 impl Flavor {
-    pub const ALL: [Flavor; 2] = [Flavor::Generic, Flavor::Etcd];
+    pub const ALL: [Flavor; 3] = [Flavor::Generic, Flavor::Etcd, Flavor::Kraft];
 
     /// The flavor's well-known peer port, used when no annotation names one.
     pub fn default_peer_port(self) -> Option<u16> {
         match self {
             Flavor::Generic => None,
             Flavor::Etcd => Some(super::names::ETCD_DEFAULT_PEER_PORT),
+            Flavor::Kraft => Some(kraft::DEFAULT_CONTROLLER_PORT),
         }
     }
 }
@@ -45,6 +50,7 @@ impl FromStr for Flavor {
         match s {
             "generic" => Ok(Flavor::Generic),
             "etcd" => Ok(Flavor::Etcd),
+            "kraft" => Ok(Flavor::Kraft),
             _ => Err(()),
         }
     }
@@ -55,6 +61,7 @@ impl fmt::Display for Flavor {
         f.write_str(match self {
             Flavor::Generic => "generic",
             Flavor::Etcd => "etcd",
+            Flavor::Kraft => "kraft",
         })
     }
 }

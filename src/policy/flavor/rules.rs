@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use super::super::context::Context;
 use super::super::resolve::Resolved;
 use super::super::verdict::Verdict;
-use super::{etcd, generic, Flavor};
+use super::{etcd, generic, kraft, Flavor};
 
 /// The pieces a flavor adds beside the shared ones (helper volume and init container,
 /// preStop hook, TLS volume).
@@ -19,12 +19,15 @@ pub struct Injects {
     pub reconcile_sidecar: bool,
     /// The target's command behind `member exec --`.
     pub exec_wrapper: bool,
+    /// The sidecar mounts the helper volume, where the join container leaves what it decided.
+    pub sidecar_reads_helper_volume: bool,
 }
 
 pub fn injects(r: &Resolved) -> Injects {
     match r.flavor {
         Flavor::Etcd => etcd::injects(r),
         Flavor::Generic => generic::injects(r),
+        Flavor::Kraft => kraft::injects(r),
     }
 }
 
@@ -32,6 +35,7 @@ pub fn injects(r: &Resolved) -> Injects {
 pub fn env_names(flavor: Flavor) -> &'static [&'static str] {
     match flavor {
         Flavor::Etcd => etcd::ENV_NAMES,
+        Flavor::Kraft => kraft::ENV_NAMES,
         Flavor::Generic => &[],
     }
 }
@@ -40,6 +44,7 @@ pub fn env_names(flavor: Flavor) -> &'static [&'static str] {
 pub fn extend_env(r: &Resolved, env: &mut Vec<EnvVar>) {
     match r.flavor {
         Flavor::Etcd => etcd::extend_env(r, env),
+        Flavor::Kraft => kraft::extend_env(r, env),
         Flavor::Generic => {}
     }
 }
@@ -48,7 +53,7 @@ pub fn extend_env(r: &Resolved, env: &mut Vec<EnvVar>) {
 pub fn join_env(r: &Resolved, target: &Container) -> Vec<EnvVar> {
     match r.flavor {
         Flavor::Etcd => etcd::join_env(target),
-        Flavor::Generic => Vec::new(),
+        Flavor::Generic | Flavor::Kraft => Vec::new(),
     }
 }
 
@@ -56,6 +61,7 @@ pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Ve
     match r.flavor {
         Flavor::Etcd => etcd::warnings(sts, r, ctx, verdict),
         Flavor::Generic => generic::warnings(sts, verdict),
+        Flavor::Kraft => kraft::warnings(sts, r, ctx, verdict),
     }
 }
 
@@ -63,6 +69,16 @@ pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Ve
 pub fn container_warnings(r: &Resolved, container: &Container, shown: &str, verdict: &mut Verdict) {
     match r.flavor {
         Flavor::Etcd => etcd::container_warnings(container, verdict, shown),
+        Flavor::Kraft => kraft::container_warnings(container, verdict, shown),
         Flavor::Generic => {}
+    }
+}
+
+/// What the exec wrapper starts when the target container has neither command nor args:
+/// the flavor's image's own entrypoint.
+pub fn default_command(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Kraft => kraft::DEFAULT_COMMAND,
+        Flavor::Etcd | Flavor::Generic => super::super::names::ETCD_DEFAULT_COMMAND,
     }
 }
