@@ -201,9 +201,12 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
             let env = MemberEnv::from_process_env()?;
             runtime()?.block_on(async {
                 let budget = Duration::from_secs(timeout_seconds);
+                let cold_start_wait = Duration::from_secs(cold_start_wait_seconds);
                 let joined = match env.etcd {
+                    None if env.kraft.is_some() => {
+                        raft_injector::member::kraft::join::prepare(&env, &dir, budget, cold_start_wait).await
+                    }
                     Some(_) => {
-                        let cold_start_wait = Duration::from_secs(cold_start_wait_seconds);
                         match Gateway::for_member(&env) {
                             Ok(gateway) => join::join(&env, &gateway, &dir, budget, cold_start_wait).await,
                             Err(error) => Err(error),
@@ -253,6 +256,10 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                                 "MemberJoined",
                                 format!("the join URL {url} accepted this member (HTTP {status})"),
                             ),
+                            JoinOutcome::KraftFormatted { why, directory_id } => (
+                                "MemberFormatted",
+                                format!("formatted its metadata directory (directory id {directory_id}): {why}"),
+                            ),
                             JoinOutcome::NoJoinUrl => {
                                 let message = "annotation raft-injector.io/join-url is not set, so this member \
                                      beyond the bootstrap set starts without joining; the application must add it";
@@ -301,9 +308,15 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
             let runtime = runtime()?;
             // The env is the etcd container's own; a container that was not injected (or
             // lacks what the helper reads) simply starts with the join's settings.
-            let settings = match MemberEnv::from_process_env()
-                .and_then(|env| Gateway::for_member(&env).map(|gateway| (env, gateway)))
-            {
+            let settings = match MemberEnv::from_process_env().and_then(|env| {
+                if env.etcd.is_none() {
+                    // Only etcd's settings can go stale before it starts.
+                    return Err(raft_injector::member::MemberError::MissingEnv(
+                        "ETCD_ADVERTISE_CLIENT_URLS",
+                    ));
+                }
+                Gateway::for_member(&env).map(|gateway| (env, gateway))
+            }) {
                 Ok((env, gateway)) => runtime.block_on(join::refresh_settings(
                     &env,
                     &gateway,
@@ -311,11 +324,25 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                     settings,
                     Duration::from_secs(5),
                 )),
+                Err(raft_injector::member::MemberError::MissingEnv(_)) => settings,
                 Err(error) if !settings.is_empty() => {
                     tracing::warn!(%error, "starting with the join's settings as written");
                     settings
                 }
                 Err(_) => settings,
+            };
+            // Kraft: the official image's own command cannot start a dynamic quorum's
+            // controller; the helper runs its configuration step and starts Kafka itself.
+            let kraft = MemberEnv::from_process_env().ok().and_then(|env| env.kraft);
+            let command = match kraft {
+                Some(kraft) if raft_injector::member::kraft::launch::is_official(&command) => {
+                    runtime.block_on(raft_injector::member::kraft::launch::configure(
+                        &kraft,
+                        &settings,
+                        Duration::from_secs(120),
+                    ))?
+                }
+                _ => command,
             };
             let code = runtime.block_on(exec::run(settings, &command, leave_wait))?;
             Ok(ExitCode::from(code))

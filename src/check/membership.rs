@@ -134,6 +134,9 @@ pub fn judge(
     let stale: Vec<&ReportedMember> = reported
         .members
         .iter()
+        // A non-voter that is no pod of this StatefulSet is another tool's (a Kafka broker
+        // observing the controllers' quorum), not drift.
+        .filter(|m| !(m.learner && ordinal_of(sts, &m.name).is_none()))
         .filter(|m| ordinal_of(sts, &m.name).is_none_or(|o| o < range.start || range.is_beyond(o)))
         .collect();
     let missing: Vec<String> = range
@@ -165,7 +168,12 @@ pub fn judge(
         problems.push(format!("{} reported: {problem}", reported.pod));
     }
     if problems.is_empty() {
-        let mut names: Vec<&str> = reported.members.iter().map(|m| m.name.as_str()).collect();
+        let mut names: Vec<&str> = reported
+            .members
+            .iter()
+            .filter(|m| !(m.learner && ordinal_of(sts, &m.name).is_none()))
+            .map(|m| m.name.as_str())
+            .collect();
         names.sort_by_key(|n| (ordinal_of(sts, n), *n));
         return Check::pass(
             group,
@@ -183,7 +191,14 @@ pub fn judge(
     );
     let mut hints = Vec::new();
     if let Some(m) = stale.first() {
-        let remove = if source.flavor != Flavor::Etcd {
+        let remove = if source.flavor == Flavor::Kraft {
+            let (id, dir) = m.id.split_once('@').unwrap_or((m.id.as_str(), ""));
+            format!(
+                "remove it with: {exec} -- /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller \
+                 localhost:{port} remove-controller --controller-id {id} --controller-directory-id {dir}",
+                port = crate::policy::flavor::kraft::DEFAULT_CONTROLLER_PORT
+            )
+        } else if source.flavor != Flavor::Etcd {
             format!(
                 "the application removes it through its leave URL (annotation {}); the raft-injector-reconcile \
                  sidecar calls it for a member whose pod is gone, or remove {} with your Raft library's own tool",
@@ -276,6 +291,40 @@ mod tests {
             member("b2", "etcd-1", true),
             member("c3", "etcd-2", true),
         ]
+    }
+
+    #[test]
+    fn kraft_observers_are_not_drift_and_a_stale_voter_gets_kafkas_own_command() {
+        let source = Source {
+            flavor: Flavor::Kraft,
+            namespace: "q",
+            statefulset: "etcd",
+            pod: "etcd-0",
+            container: "kafka",
+        };
+        let mut members = three();
+        // A broker, and a controller not yet added: observers, unnamed.
+        for id in ["100@DE4PHU0oTIUaExzaEz-YhA", "3@KRw1pnHfZ9vQm9hdlppfmQ"] {
+            members.push(ReportedMember {
+                learner: true,
+                ..member(id, id, true)
+            });
+        }
+        let check = judge("g", &source, THREE, &reported(members.clone()), false);
+        assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+        assert!(
+            check.name.contains("3 members: etcd-0, etcd-1, etcd-2"),
+            "{check:?}"
+        );
+
+        members.push(member("4@fXn9NbCVWXLJ1CKsUSpd6w", "etcd-4", true));
+        let check = judge("g", &source, THREE, &reported(members), false);
+        assert_eq!(check.outcome, Outcome::Fail, "{check:?}");
+        let hint = check.hint.clone().unwrap_or_default();
+        assert!(
+            hint.contains("remove-controller --controller-id 4 --controller-directory-id fXn9NbCVWXLJ1CKsUSpd6w"),
+            "{hint}"
+        );
     }
 
     #[test]

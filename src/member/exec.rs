@@ -17,9 +17,14 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use super::{MemberError, JOIN_ENV_FILE};
 
-/// `KEY=VALUE` lines from the join file; none when the file does not exist.
+/// `KEY=VALUE` lines from the join file (etcd's, else kraft's); none when there is none.
 pub fn join_settings(dir: &Path) -> Result<Vec<(String, String)>, MemberError> {
-    let path = dir.join(JOIN_ENV_FILE);
+    let kraft = dir.join(super::kraft::SETTINGS_FILE);
+    let path = if kraft.exists() {
+        kraft
+    } else {
+        dir.join(JOIN_ENV_FILE)
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -56,7 +61,7 @@ pub async fn run(
         return Err(MemberError::MissingEnv("COMMAND"));
     };
     for (key, value) in &settings {
-        tracing::info!(%key, %value, "starting as a member that joined a running cluster");
+        tracing::info!(%key, %value, "starting with the join's setting");
     }
     // Listen before the child exists, so no signal falls between.
     let mut listeners = Vec::new();

@@ -11,6 +11,7 @@ pub mod events;
 pub mod exec;
 pub mod flavors;
 pub mod generic;
+pub mod kraft;
 pub mod leave;
 pub mod reconcile;
 pub mod status;
@@ -52,6 +53,8 @@ pub enum JoinOutcome {
     JoinedThroughUrl { url: String, status: u16 },
     /// Generic flavor: the StatefulSet has no join URL (any more), so nothing was called.
     NoJoinUrl,
+    /// Kraft flavor: the empty volume was formatted (why, and with which directory id).
+    KraftFormatted { why: String, directory_id: String },
 }
 
 /// Where `join` leaves the etcd settings for `exec`, inside the helper volume.
@@ -135,6 +138,10 @@ pub enum MemberError {
     BadHookUrl { hook: generic::Hook, why: String },
     #[error("{0}")]
     Etcd(#[from] etcd::EtcdError),
+    #[error("{0}")]
+    Kraft(kraft::wire::KraftError),
+    #[error("{0}")]
+    KraftVolume(String),
     #[error("the TLS files at {path} cannot be used: {why}", path = .path.display())]
     Tls { path: PathBuf, why: String },
     #[error("{path}: {source}")]
@@ -162,6 +169,8 @@ pub struct MemberEnv {
     pub peers: Vec<String>,
     /// etcd flavor only.
     pub etcd: Option<EtcdEnv>,
+    /// kraft flavor only.
+    pub kraft: Option<kraft::KraftEnv>,
     /// The TLS Secret's files (`RAFT_TLS_*`), when the StatefulSet names one.
     pub tls: Option<TlsFiles>,
 }
@@ -436,7 +445,9 @@ impl MemberEnv {
             }),
             _ => None,
         };
+        let kraft = kraft::KraftEnv::from_lookup(&get)?;
         Ok(MemberEnv {
+            kraft,
             tls,
             namespace: need("POD_NAMESPACE")?,
             id: need("RAFT_ID")?,
@@ -481,6 +492,15 @@ impl MemberEnv {
             pod_name: pod_name.clone(),
             etcd: None,
             ..self.clone()
+        }
+    }
+
+    /// The flavor's name, as the env says.
+    pub fn flavor(&self) -> &'static str {
+        match (&self.etcd, &self.kraft) {
+            (Some(_), _) => "etcd",
+            (None, Some(_)) => "kraft",
+            (None, None) => "generic",
         }
     }
 

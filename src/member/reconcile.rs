@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::cluster::{Membership, RaftMember};
 use super::events::{record, Kind};
 use super::flavors::for_member;
+use super::kraft::join::{ensure_voter, Step};
 use super::Removal;
 use super::{MemberEnv, MemberError};
 use crate::policy::ordinals::Members;
@@ -238,6 +239,25 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
                     }
                 }
             };
+            if let Some(super::flavors::Flavor::Kraft(kraft)) = cluster {
+                let step = tokio::time::timeout(budget, kraft_step(env, kraft, client)).await;
+                match step {
+                    Ok(Ok(Step::Added(message))) => {
+                        tracing::info!("member reconcile: {message}");
+                        record(env, Kind::Normal, "MemberJoined", &message, EVENT_TIMEOUT).await;
+                    }
+                    Ok(Ok(Step::Replaced(message))) => {
+                        tracing::warn!("member reconcile: {message}");
+                        record(env, Kind::Normal, "MemberReplaced", &message, EVENT_TIMEOUT).await;
+                    }
+                    Ok(Ok(Step::Nothing(why))) => tracing::debug!(%why, "member reconcile: voter"),
+                    Ok(Err(error)) => tracing::info!(%error, "member reconcile: not a voter yet"),
+                    Err(_) => tracing::warn!(
+                        ?budget,
+                        "member reconcile: the voter step did not finish in time"
+                    ),
+                }
+            }
             let outcome = match cluster {
                 Some(cluster) => tokio::time::timeout(budget, pass(env, cluster, client)).await,
                 None => Ok(Ok(Pass::NotLeader)),
@@ -278,6 +298,30 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
             _ = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// The kraft flavor's own step: this member into the voters once it may be one.
+async fn kraft_step(
+    env: &MemberEnv,
+    cluster: &super::kraft::KraftCluster,
+    client: &kube::Client,
+) -> Result<Step, MemberError> {
+    let sts = kube::Api::<StatefulSet>::namespaced(client.clone(), &env.namespace)
+        .get_opt(&env.statefulset)
+        .await;
+    let range = match sts {
+        Ok(Some(sts)) if sts.metadata.deletion_timestamp.is_none() => {
+            let range = Members::of(&sts);
+            Some((range.start, range.replicas))
+        }
+        _ => None,
+    };
+    ensure_voter(
+        cluster,
+        std::path::Path::new(crate::policy::names::HELPER_MOUNT_PATH),
+        range,
+    )
+    .await
 }
 
 /// The generic flavor's cluster as the StatefulSet's annotations describe it now.

@@ -59,7 +59,7 @@ pub struct Status {
 pub async fn collect(env: &MemberEnv, members_url: Option<&str>) -> Status {
     let mut problems = Vec::new();
     let statefulset = read_statefulset(env, Duration::from_secs(5)).await;
-    let cluster = match members_url.filter(|_| env.etcd.is_none()) {
+    let cluster = match members_url.filter(|_| env.flavor() == "generic") {
         Some(raw) => GenericCluster::new(env, raw).map(|c| Some(Flavor::Generic(c))),
         None => for_member(env, statefulset.as_ref().ok().and_then(Option::as_ref)),
     };
@@ -85,11 +85,7 @@ pub async fn collect(env: &MemberEnv, members_url: Option<&str>) -> Status {
         pod: env.pod_name.clone(),
         statefulset: env.statefulset.clone(),
         namespace: env.namespace.clone(),
-        flavor: if env.etcd.is_some() {
-            "etcd"
-        } else {
-            "generic"
-        },
+        flavor: env.flavor(),
         id: None,
         leader: None,
         replicas: range.map(|r| r.replicas),
@@ -170,16 +166,28 @@ pub fn render(status: &Status) -> String {
             .max()
             .unwrap_or(4)
             .max(4);
+        let id_width = status
+            .members
+            .iter()
+            .map(|m| m.id.len())
+            .max()
+            .unwrap_or(16)
+            .max(16);
         let _ = writeln!(
             out,
-            "  {:<16}  {:<width$}  {:<9}  PEER URL",
+            "  {:<id_width$}  {:<width$}  {:<9}  PEER URL",
             "ID", "NAME", "STATE"
         );
+        // Kafka's words for them: voters and observers (brokers, controllers not yet added).
+        let (non_voter, voter) = match status.flavor {
+            "kraft" => ("observer", "voter"),
+            _ => ("learner", "started"),
+        };
         for m in &status.members {
             let state = match (m.started, m.learner) {
                 (false, _) => "unstarted",
-                (true, true) => "learner",
-                (true, false) => "started",
+                (true, true) => non_voter,
+                (true, false) => voter,
             };
             let note = if m.beyond_replicas {
                 "   <- beyond spec.replicas: stale unless its pod is still stopping"
@@ -188,7 +196,7 @@ pub fn render(status: &Status) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<16}  {:<width$}  {state:<9}  {}{note}",
+                "  {:<id_width$}  {:<width$}  {state:<9}  {}{note}",
                 m.id,
                 m.name,
                 m.peer_urls.join(",")
