@@ -11,7 +11,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint deny-advisories test soak e2e-up e2e-down demo demo-ratis demo-down bench bench-load fuzz clean
+.PHONY: all build release lint deny-advisories test soak e2e-up e2e-down demo demo-ratis demo-kafka demo-down bench bench-load fuzz clean
 
 all: build
 
@@ -61,6 +61,10 @@ demo: build
 # An Apache Ratis group (examples/ratis) formed and resized from the injected env alone.
 demo-ratis: build
 	scripts/demo-ratis.sh $(RUN_DIR)/demo
+
+# Kafka KRaft controllers (flavor kraft): 3 -> 5 -> 3 with the voters shown by Kafka's own tools.
+demo-kafka: build
+	scripts/demo-kafka.sh $(RUN_DIR)/demo
 
 demo-down:
 	$(CONTROLPLANE) down $(RUN_DIR)/demo

@@ -1,0 +1,446 @@
+//! Kafka KRaft controllers whose quorum follows `kubectl scale` (flavor kraft), on the local
+//! cluster: `examples/kafka.yaml` as shipped, in a fresh opted-in namespace, judged with
+//! Kafka's own tools run in the pods (`kafka-features.sh`, `kafka-metadata-quorum.sh`, the
+//! console producer and consumer). The helper's `member status` is only used to wait
+//! cheaply between the judgements (a JVM tool per poll would load the two-core node).
+//!
+//! 3 controllers form a dynamic quorum (kraft.version 1, voters exactly 0,1,2); 3 → 5 → 3;
+//! a deleted controller comes back as the same voter with the same directory id; with the
+//! helpers' API access cut during a 5 → 3 both leaves are kept, and within 120 s of restored
+//! access the sidecar next to the leader removes both; every message produced with
+//! `acks=all` along the way is consumed at the end; `raft-injector check` is green.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Instant;
+
+use common::controlplane::{namespace, run, ControlPlane};
+use common::node::{installed, report, scale_statefulset, wait};
+use serde_json::Value;
+
+const IMAGE: &str = "docker.io/apache/kafka:4.4.0";
+const CONTROLLERS: &str = "kafka-controller";
+const TOPIC: &str = "events";
+
+fn load_image(plane: &ControlPlane) {
+    let out = Command::new(common::root().join("tests/controlplane/run.sh"))
+        .arg("kafka")
+        .arg(&plane.dir)
+        .output()
+        .expect("run.sh runs");
+    assert!(
+        out.status.success(),
+        "run.sh kafka failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), IMAGE);
+}
+
+/// A command in container `kafka` of `pod`: (succeeded, stdout, stderr).
+fn in_pod(
+    plane: &ControlPlane,
+    ns: &str,
+    pod: &str,
+    stdin: Option<&str>,
+    command: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec!["exec", "-n", ns, pod, "-c", "kafka"];
+    if stdin.is_some() {
+        args.push("-i");
+    }
+    args.push("--");
+    args.extend_from_slice(command);
+    run(plane, &args, stdin)
+}
+
+/// The voters as `kafka-metadata-quorum.sh describe --status` in `pod` lists them:
+/// node id → directory id.
+fn voters(plane: &ControlPlane, ns: &str, pod: &str) -> Result<BTreeMap<i64, String>, String> {
+    let (ok, out, err) = in_pod(
+        plane,
+        ns,
+        pod,
+        None,
+        &[
+            "/opt/kafka/bin/kafka-metadata-quorum.sh",
+            "--bootstrap-controller",
+            "localhost:9093",
+            "describe",
+            "--status",
+        ],
+    );
+    if !ok {
+        return Err(format!("{out}{err}"));
+    }
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("CurrentVoters:"))
+        .ok_or_else(|| format!("no CurrentVoters line in:\n{out}"))?;
+    let list: Value =
+        serde_json::from_str(line.trim()).map_err(|e| format!("{e}: {line}\n{out}"))?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["id"].as_i64()?,
+                v["directoryId"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// The voter node ids the helper in `pod` sees (cheap: no JVM), for waiting.
+fn helper_voters(plane: &ControlPlane, ns: &str, pod: &str) -> Option<Vec<i64>> {
+    let (ok, out, _) = in_pod(
+        plane,
+        ns,
+        pod,
+        None,
+        &[
+            "/raft-injector/raft-injector",
+            "member",
+            "status",
+            "-o",
+            "json",
+        ],
+    );
+    let status: Value = serde_json::from_str(&out)
+        .ok()
+        .filter(|_| ok || !out.is_empty())?;
+    let mut ids: Vec<i64> = status["members"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["learner"] == false)
+        .filter_map(|m| m["id"].as_str()?.split('@').next()?.parse().ok())
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+/// Waits until the voters are exactly `expected`, then judges it with Kafka's own tool.
+fn wait_voters(
+    plane: &ControlPlane,
+    ns: &str,
+    expected: &[i64],
+    seconds: u64,
+) -> BTreeMap<i64, String> {
+    let pod = "kafka-controller-0";
+    wait(
+        plane,
+        ns,
+        seconds,
+        &format!("the voters were not {expected:?}"),
+        || (helper_voters(plane, ns, pod)? == expected).then_some(()),
+    );
+    let listed = wait(
+        plane,
+        ns,
+        60,
+        &format!("kafka-metadata-quorum.sh did not list voters {expected:?}"),
+        || voters(plane, ns, pod).ok(),
+    );
+    assert_eq!(
+        listed.keys().copied().collect::<Vec<_>>(),
+        expected,
+        "kafka-metadata-quorum.sh describe --status: {listed:?}"
+    );
+    listed
+}
+
+fn pods_ready(plane: &ControlPlane, ns: &str, expected: &[String]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    wait(
+        plane,
+        ns,
+        300,
+        &format!("pods {expected:?} were not Ready"),
+        || (common::node::ready_pods(plane, ns) == expected).then_some(()),
+    );
+}
+
+fn pods(controllers: usize) -> Vec<String> {
+    let mut names = vec!["kafka-broker-0".to_owned()];
+    names.extend((0..controllers).map(|i| format!("{CONTROLLERS}-{i}")));
+    names
+}
+
+fn wait_gone(plane: &ControlPlane, ns: &str, gone: &[&str]) {
+    wait(
+        plane,
+        ns,
+        120,
+        &format!("pods {gone:?} were not deleted"),
+        || {
+            gone.iter()
+                .all(|pod| common::controlplane::get(plane, ns, &format!("pod/{pod}")).is_none())
+                .then_some(())
+        },
+    );
+}
+
+/// Produces `message` with acks=all through the broker.
+fn produce(plane: &ControlPlane, ns: &str, message: &str) {
+    let (ok, out, err) = in_pod(
+        plane,
+        ns,
+        "kafka-broker-0",
+        Some(&format!("{message}\n")),
+        &[
+            "/opt/kafka/bin/kafka-console-producer.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--topic",
+            TOPIC,
+            "--producer-property",
+            "acks=all",
+            "--producer-property",
+            "delivery.timeout.ms=60000",
+        ],
+    );
+    assert!(
+        ok && !err.contains("ERROR"),
+        "producing {message}: {out}{err}\n{}",
+        report(plane, ns)
+    );
+}
+
+/// `raft-injector check -n NS`: (passed, what it printed).
+fn check(plane: &ControlPlane, ns: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
+        .args(["check", "-n", ns])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output()
+        .expect("raft-injector check runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_leave_repaired() {
+    let plane = installed();
+    load_image(plane);
+    let ns = namespace(plane, "kraft", true);
+    let manifest = common::read("examples/kafka.yaml");
+    let apply = |manifest: &str| {
+        let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(manifest));
+        assert!(ok, "{stderr}");
+    };
+    apply(&manifest);
+    let started = Instant::now();
+    pods_ready(plane, &ns, &pods(3));
+    let formed = wait_voters(plane, &ns, &[0, 1, 2], 240);
+    eprintln!(
+        "3 controllers formed a quorum in {:.0?}: {formed:?}",
+        started.elapsed()
+    );
+
+    // A dynamic quorum: kraft.version finalized at 1.
+    let (ok, features, err) = in_pod(
+        plane,
+        &ns,
+        "kafka-controller-0",
+        None,
+        &[
+            "/opt/kafka/bin/kafka-features.sh",
+            "--bootstrap-controller",
+            "localhost:9093",
+            "describe",
+        ],
+    );
+    assert!(ok, "kafka-features.sh: {features}{err}");
+    let kraft_version = features
+        .lines()
+        .find(|l| l.contains("Feature: kraft.version"))
+        .unwrap_or_default();
+    assert!(
+        kraft_version.contains("FinalizedVersionLevel: 1"),
+        "kraft.version is not finalized at 1:\n{features}"
+    );
+    // The bootstrap controllers carry the directory ids derived from the group id.
+    for (id, dir) in &formed {
+        let expected =
+            raft_injector::policy::flavor::kraft::directory_id("kafka-example", *id as i32);
+        assert_eq!(dir, &expected, "voter {id}'s directory id");
+    }
+
+    let (ok, out, err) = in_pod(
+        plane,
+        &ns,
+        "kafka-broker-0",
+        None,
+        &[
+            "/opt/kafka/bin/kafka-topics.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--create",
+            "--topic",
+            TOPIC,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+    );
+    assert!(ok, "creating the topic: {out}{err}");
+    let mut sent = vec!["before-any-scaling".to_owned()];
+    produce(plane, &ns, &sent[0]);
+
+    // 3 → 5: the new controllers are added once caught up.
+    let step = Instant::now();
+    scale_statefulset(plane, &ns, CONTROLLERS, 5);
+    pods_ready(plane, &ns, &pods(5));
+    wait_voters(plane, &ns, &[0, 1, 2, 3, 4], 240);
+    eprintln!("3 -> 5: voters 0..4 {:.0?} after the scale", step.elapsed());
+    sent.push("at-five".to_owned());
+    produce(plane, &ns, &sent[1]);
+
+    // 5 → 3: each leaves in its preStop hook.
+    let step = Instant::now();
+    scale_statefulset(plane, &ns, CONTROLLERS, 3);
+    wait_gone(plane, &ns, &["kafka-controller-3", "kafka-controller-4"]);
+    let three = wait_voters(plane, &ns, &[0, 1, 2], 120);
+    eprintln!(
+        "5 -> 3: voters 0,1,2 {:.0?} after the scale",
+        step.elapsed()
+    );
+    assert_eq!(
+        three, formed,
+        "the bootstrap voters kept their directory ids"
+    );
+    sent.push("back-at-three".to_owned());
+    produce(plane, &ns, &sent[2]);
+
+    // A restart is not a leave: the same voters with the same directory ids.
+    let old = common::node::pod_uid(plane, &ns, "kafka-controller-1");
+    let (ok, _, err) = run(
+        plane,
+        &["delete", "pod", "-n", &ns, "kafka-controller-1"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let step = Instant::now();
+    common::node::wait_replaced(plane, &ns, "kafka-controller-1", &old);
+    pods_ready(plane, &ns, &pods(3));
+    let after_restart = wait_voters(plane, &ns, &[0, 1, 2], 120);
+    eprintln!(
+        "a deleted controller back as the same voter in {:.0?}",
+        step.elapsed()
+    );
+    assert_eq!(
+        after_restart, formed,
+        "a restarted controller is the same voter with the same directory id"
+    );
+    sent.push("after-a-restart".to_owned());
+    produce(plane, &ns, &sent[3]);
+
+    // A missed leave: 3 → 5, then the helpers lose their API access, then 5 → 3. Neither
+    // leave can tell a scale-down from a restart, so both keep their voters.
+    scale_statefulset(plane, &ns, CONTROLLERS, 5);
+    pods_ready(plane, &ns, &pods(5));
+    wait_voters(plane, &ns, &[0, 1, 2, 3, 4], 240);
+    let (ok, _, err) = run(
+        plane,
+        &[
+            "delete",
+            "rolebinding",
+            "-n",
+            &ns,
+            "kafka-controller-raft-member",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    scale_statefulset(plane, &ns, CONTROLLERS, 3);
+    wait_gone(plane, &ns, &["kafka-controller-3", "kafka-controller-4"]);
+    let kept = voters(plane, &ns, "kafka-controller-0").expect("the quorum answers");
+    assert_eq!(
+        kept.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4],
+        "both leaves kept their voters while the helpers could not read the StatefulSet"
+    );
+    let stale = wait(
+        plane,
+        &ns,
+        90,
+        "check did not name the stale voters",
+        || {
+            let (passed, out) = check(plane, &ns);
+            (!passed
+                && out.contains("stale member kafka-controller-3")
+                && out.contains("stale member kafka-controller-4"))
+            .then_some(out)
+        },
+    );
+    eprintln!("check while the leaves were missed:\n{stale}");
+    sent.push("while-two-voters-are-stale".to_owned());
+    produce(plane, &ns, &sent[4]);
+
+    // Access back: within 120 s the voters are exactly 0,1,2 again.
+    apply(&manifest);
+    let restored = Instant::now();
+    let repaired = wait_voters(plane, &ns, &[0, 1, 2], 120);
+    eprintln!(
+        "the sidecar repaired both missed leaves {:.1?} after access was restored",
+        restored.elapsed()
+    );
+    assert_eq!(repaired, formed);
+    let events = common::node::helper_events(plane, &ns);
+    let repairs = events
+        .iter()
+        .filter(|(reason, _)| reason == "MemberRepaired")
+        .count();
+    assert!(repairs >= 2, "MemberRepaired Events: {events:?}");
+    assert!(
+        events.iter().any(|(reason, _)| reason == "MemberJoined"),
+        "a MemberJoined Event for the scale-up: {events:?}"
+    );
+    sent.push("after-the-repair".to_owned());
+    produce(plane, &ns, &sent[5]);
+
+    // Every acknowledged message is there.
+    let (ok, consumed, err) = in_pod(
+        plane,
+        &ns,
+        "kafka-broker-0",
+        None,
+        &[
+            "/opt/kafka/bin/kafka-console-consumer.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--topic",
+            TOPIC,
+            "--from-beginning",
+            "--max-messages",
+            &sent.len().to_string(),
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    assert!(ok, "consuming: {consumed}{err}");
+    let got: Vec<&str> = consumed.lines().collect();
+    assert_eq!(
+        got, sent,
+        "every message produced with acks=all is consumed"
+    );
+
+    let (passed, out) = wait(plane, &ns, 60, "check did not pass", || {
+        let (passed, out) = check(plane, &ns);
+        passed.then_some((passed, out))
+    });
+    assert!(passed);
+    assert!(
+        out.contains("3 members: kafka-controller-0, kafka-controller-1, kafka-controller-2"),
+        "{out}"
+    );
+}
