@@ -58,7 +58,7 @@ pub enum Command {
     /// Check the installation and every opted-in StatefulSet, like `linkerd check`;
     /// exit 1 on any failure.
     Check(CheckArgs),
-    /// The in-pod helper the webhook injects: leave (preStop), join and exec (etcd flavor).
+    /// The in-pod helper the webhook injects: leave (preStop), join, exec and reconcile.
     #[command(subcommand)]
     Member(MemberCommand),
     /// Copy this binary into a directory (what the injected init container runs).
@@ -80,7 +80,8 @@ pub enum MemberCommand {
         timeout_seconds: u64,
     },
     /// Add a member beyond the bootstrap set to the running cluster before the application
-    /// starts (etcd: through etcd's gateway; generic: through the join-url annotation).
+    /// starts (etcd: through etcd's gateway; generic: through the join-url annotation;
+    /// kraft: format the empty volume once, as a bootstrap voter or an observer).
     Join {
         /// The helper volume, where the join settings are written.
         #[arg(long, env = "RAFT_INJECTOR_HELPER_DIR", default_value = crate::policy::names::HELPER_MOUNT_PATH)]
@@ -92,8 +93,9 @@ pub enum MemberCommand {
             default_value_t = 120
         )]
         timeout_seconds: u64,
-        /// etcd: how long a bootstrap member without data waits for a member restarting
-        /// from its data before it takes the silence for a new cluster's first start.
+        /// etcd, kraft: how long a bootstrap member without data waits for a member restarting
+        /// from its data (kraft: for a leader) before it takes the silence for a new
+        /// cluster's first start.
         #[arg(
             long,
             env = "RAFT_INJECTOR_COLD_START_WAIT_SECONDS",
@@ -101,8 +103,9 @@ pub enum MemberCommand {
         )]
         cold_start_wait_seconds: u64,
     },
-    /// etcd: the sidecar next to each member; the one next to the leader removes members
-    /// whose ordinal is at or beyond spec.replicas and whose pod is gone (a missed leave).
+    /// The sidecar next to each member; the one next to the leader removes members whose
+    /// ordinal is at or beyond spec.replicas and whose pod is gone (a missed leave); kraft:
+    /// each one also adds its own controller to the voters once it has caught up.
     Reconcile {
         /// How often to look.
         #[arg(

@@ -5,7 +5,8 @@
 //! cheaply between the judgements (a JVM tool per poll would load the two-core node).
 //!
 //! 3 controllers form a dynamic quorum (kraft.version 1, voters exactly 0,1,2); 3 → 5 → 3;
-//! a deleted controller comes back as the same voter with the same directory id; with the
+//! a deleted controller comes back as the same voter with the same directory id; one whose
+//! volume lost its data rejoins as an observer and is swapped in with a new directory id; with the
 //! helpers' API access cut during a 5 → 3 both leaves are kept, and within 120 s of restored
 //! access the sidecar next to the leader removes both; every message produced with
 //! `acks=all` along the way is consumed at the end; `raft-injector check` is green.
@@ -344,6 +345,60 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
     sent.push("after-a-restart".to_owned());
     produce(plane, &ns, &sent[3]);
 
+    // A bootstrap controller whose volume lost its data: it must not format as the old
+    // voter (an empty log voting as node 2); it rejoins as an observer with a new directory
+    // id, and its sidecar swaps the old voter for the new one.
+    let (ok, out, err) = in_pod(
+        plane,
+        &ns,
+        "kafka-controller-2",
+        None,
+        &["sh", "-c", "rm -rf /var/lib/kafka/data/*"],
+    );
+    assert!(ok, "wiping the volume: {out}{err}");
+    let old = common::node::pod_uid(plane, &ns, "kafka-controller-2");
+    let (ok, _, err) = run(
+        plane,
+        &["delete", "pod", "-n", &ns, "kafka-controller-2"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let step = Instant::now();
+    common::node::wait_replaced(plane, &ns, "kafka-controller-2", &old);
+    pods_ready(plane, &ns, &pods(3));
+    let old_dir = formed[&2].clone();
+    wait(
+        plane,
+        &ns,
+        240,
+        "controller 2 was not swapped in with a new directory id",
+        || {
+            let listed = voters(plane, &ns, "kafka-controller-0").ok()?;
+            (listed.keys().copied().collect::<Vec<_>>() == [0, 1, 2] && listed[&2] != old_dir)
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "a controller that lost its volume was swapped in {:.0?} after its pod was deleted",
+        step.elapsed()
+    );
+    let formed = wait_voters(plane, &ns, &[0, 1, 2], 60);
+    let events = common::node::helper_events(plane, &ns);
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "MemberFormatted"
+                && message.starts_with("kafka-controller-2: ")
+                && message.contains("whose cluster has formed")),
+        "controller 2 formatted as an observer of the formed cluster: {events:?}"
+    );
+    assert!(
+        events.iter().any(|(reason, _)| reason == "MemberReplaced"),
+        "a MemberReplaced Event: {events:?}"
+    );
+    sent.push("after-a-lost-volume".to_owned());
+    produce(plane, &ns, &sent[4]);
+
     // A missed leave: 3 → 5, then the helpers lose their API access, then 5 → 3. Neither
     // leave can tell a scale-down from a restart, so both keep their voters.
     scale_statefulset(plane, &ns, CONTROLLERS, 5);
@@ -384,7 +439,7 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
     );
     eprintln!("check while the leaves were missed:\n{stale}");
     sent.push("while-two-voters-are-stale".to_owned());
-    produce(plane, &ns, &sent[4]);
+    produce(plane, &ns, &sent[5]);
 
     // Access back: within 120 s the voters are exactly 0,1,2 again.
     apply(&manifest);
@@ -406,7 +461,7 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
         "a MemberJoined Event for the scale-up: {events:?}"
     );
     sent.push("after-the-repair".to_owned());
-    produce(plane, &ns, &sent[5]);
+    produce(plane, &ns, &sent[6]);
 
     // Every acknowledged message is there.
     let (ok, consumed, err) = in_pod(

@@ -384,12 +384,18 @@ pub async fn ensure_voter(
     )))
 }
 
-/// Whether the observer `(id, dir)` has fetched up to the leader's high watermark.
+/// Whether the observer `(id, dir)` had all the leader had within the last 10 s (the
+/// leader's own clock; the log keeps growing, so "equal right now" is rarely seen).
 fn caught_up(quorum: &wire::Quorum, id: i32, dir: &str) -> bool {
-    quorum
-        .observers
-        .iter()
-        .any(|o| o.id == id && o.directory_id == dir && o.log_end_offset >= quorum.high_watermark)
+    let Some(now) = quorum.leader_now_ms() else {
+        return false;
+    };
+    quorum.observers.iter().any(|o| {
+        o.id == id
+            && o.directory_id == dir
+            && o.last_caught_up_ms >= 0
+            && now - o.last_caught_up_ms <= 10_000
+    })
 }
 
 #[cfg(test)]

@@ -284,7 +284,9 @@ impl Membership for KraftCluster {
             if !view.members.iter().any(|m| m.voter && m.id == member.id) {
                 return Ok(Removal::AlreadyGone);
             }
-            let now = quorum.leader_now_ms().unwrap_or(-1);
+            // The leader reports its own entry at its clock's now; without it, no other
+            // voter can be shown alive.
+            let now = quorum.leader_now_ms();
             check_quorum(&view.members, member, |m| {
                 let quorum = &quorum;
                 async move {
@@ -293,8 +295,9 @@ impl Membership for KraftCluster {
                         Some(r.id) == id
                             && r.directory_id == dir
                             && (r.id == quorum.leader_id
-                                || (r.last_fetch_ms >= 0
-                                    && now - r.last_fetch_ms <= ALIVE_WITHIN_MS))
+                                || now.is_some_and(|now| {
+                                    r.last_fetch_ms >= 0 && now - r.last_fetch_ms <= ALIVE_WITHIN_MS
+                                }))
                     })
                 }
             })
@@ -357,6 +360,7 @@ mod tests {
             directory_id: dir.to_owned(),
             log_end_offset: 10,
             last_fetch_ms: 1_000,
+            last_caught_up_ms: 1_000,
         }
     }
 

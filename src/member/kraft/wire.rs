@@ -146,6 +146,8 @@ pub struct Replica {
     pub log_end_offset: i64,
     /// Leader's clock, milliseconds; -1 when it never fetched.
     pub last_fetch_ms: i64,
+    /// When it last had all the leader had (leader's clock); -1 when never.
+    pub last_caught_up_ms: i64,
 }
 
 /// The quorum as its leader describes it.
@@ -228,6 +230,7 @@ pub async fn describe(address: &str) -> Result<Quorum, KraftError> {
         directory_id: uuid_text(&r.replica_directory_id),
         log_end_offset: r.log_end_offset,
         last_fetch_ms: r.last_fetch_timestamp,
+        last_caught_up_ms: r.last_caught_up_timestamp,
     };
     let endpoints = response
         .nodes
