@@ -86,6 +86,15 @@ show kubectl get events -n "$ns" --field-selector involvedObject.kind=StatefulSe
 
 say "A denial: an even number of controllers (a quorum of 4 tolerates no more failures than one of 3)"
 if kubectl apply -n "$ns" -f - <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: kafka-even}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: kafka-even}
+  ports: [{name: controller, port: 9093}]
+---
 apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -93,8 +102,9 @@ metadata:
   labels: {raft-injector.io/raft: "true"}
   annotations: {raft-injector.io/flavor: kraft}
 spec:
-  serviceName: kafka-controller
+  serviceName: kafka-even
   replicas: 4
+  podManagementPolicy: Parallel
   selector: {matchLabels: {app: kafka-even}}
   template:
     metadata: {labels: {app: kafka-even}}
