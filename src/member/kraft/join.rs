@@ -347,15 +347,22 @@ pub async fn ensure_voter(
             voter: true,
             started: true,
         };
-        return match cluster
+        let (Removal::Removed | Removal::AlreadyGone) = cluster
             .remove(&stale, &view, Duration::from_secs(25))
-            .await?
-        {
-            Removal::Removed | Removal::AlreadyGone => Ok(Step::Replaced(format!(
-                "removed voter {node_id}@{} (this member's earlier volume); adding {node_id}@{my_dir} next",
-                old.directory_id
-            ))),
+            .await?;
+        let removed = format!(
+            "removed voter {node_id}@{} (this member's earlier volume)",
+            old.directory_id
+        );
+        // The add at once: until it lands the quorum has one voter fewer.
+        let added = async {
+            let quorum = cluster.quorum().await?;
+            add_self(cluster, &quorum, &directory).await
         };
+        return Ok(Step::Replaced(match added.await {
+            Ok(()) => format!("{removed}; added {node_id}@{my_dir} in its place"),
+            Err(error) => format!("{removed}; adding {node_id}@{my_dir} next ({error})"),
+        }));
     }
     if !quorum
         .observers
@@ -366,22 +373,33 @@ pub async fn ensure_voter(
             "not an observer of the leader yet (Kafka starting)".to_owned(),
         ));
     }
-    let host = &env.id;
-    wire::add_voter(
-        &quorum.address,
-        &kraft.cluster_id,
-        node_id,
-        &directory,
-        &kraft.listener,
-        host,
-        kraft.port,
-    )
-    .await?;
+    add_self(cluster, &quorum, &directory).await?;
     Ok(Step::Added(format!(
-        "added node {node_id} (directory {my_dir}, {host}:{}) to the voters; {} voters now",
+        "added node {node_id} (directory {my_dir}, {}:{}) to the voters; {} voters now",
+        env.id,
         kraft.port,
         quorum.voters.len() + 1
     )))
+}
+
+/// AddRaftVoter for this member, at the leader that described `quorum`.
+async fn add_self(
+    cluster: &KraftCluster,
+    quorum: &wire::Quorum,
+    directory: &uuid::Uuid,
+) -> Result<(), MemberError> {
+    let (env, kraft) = (cluster.env(), cluster.kraft());
+    wire::add_voter(
+        &quorum.address,
+        &kraft.cluster_id,
+        kraft.node_id(env.ordinal),
+        directory,
+        &kraft.listener,
+        &env.id,
+        kraft.port,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether the observer `(id, dir)` had all the leader had within the last 10 s (the
