@@ -7,26 +7,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::controlplane::{control_plane, get, namespace, run, ControlPlane};
 use common::node::{report, wait_ready};
 
 const IMAGE: &str = "docker.io/apache/kafka:4.4.0";
-
-fn load_image(plane: &ControlPlane) {
-    let out = Command::new(common::root().join("tests/controlplane/run.sh"))
-        .arg("kafka")
-        .arg(&plane.dir)
-        .output()
-        .expect("run.sh runs");
-    assert!(
-        out.status.success(),
-        "run.sh kafka failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), IMAGE);
-}
 
 /// A tool of the image, run in the pod: (succeeded, stdout, stderr).
 fn tool(
@@ -47,7 +31,7 @@ fn tool(
 #[test]
 fn the_image_runs_kafka_and_its_own_tools_as_the_official_one_does() {
     let plane = control_plane();
-    load_image(plane);
+    assert_eq!(common::node::load_example_image(plane, "kafka"), IMAGE);
     // Not opted in: this is the image alone, as a user would run the official one.
     let ns = namespace(plane, "kafka-image", false);
     let manifest = format!(

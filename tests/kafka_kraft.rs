@@ -14,30 +14,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Instant;
 
 use common::controlplane::{namespace, run, ControlPlane};
-use common::node::{installed, report, scale_statefulset, wait};
+use common::node::{
+    check_namespace as check, installed, report, scale_statefulset, wait, wait_gone,
+};
 use serde_json::Value;
 
 const IMAGE: &str = "docker.io/apache/kafka:4.4.0";
 const CONTROLLERS: &str = "kafka-controller";
 const TOPIC: &str = "events";
-
-fn load_image(plane: &ControlPlane) {
-    let out = Command::new(common::root().join("tests/controlplane/run.sh"))
-        .arg("kafka")
-        .arg(&plane.dir)
-        .output()
-        .expect("run.sh runs");
-    assert!(
-        out.status.success(),
-        "run.sh kafka failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), IMAGE);
-}
 
 /// A command in container `kafka` of `pod`: (succeeded, stdout, stderr).
 fn in_pod(
@@ -170,20 +157,6 @@ fn pods(controllers: usize) -> Vec<String> {
     names
 }
 
-fn wait_gone(plane: &ControlPlane, ns: &str, gone: &[&str]) {
-    wait(
-        plane,
-        ns,
-        120,
-        &format!("pods {gone:?} were not deleted"),
-        || {
-            gone.iter()
-                .all(|pod| common::controlplane::get(plane, ns, &format!("pod/{pod}")).is_none())
-                .then_some(())
-        },
-    );
-}
-
 /// Produces `message` with acks=all through the broker.
 fn produce(plane: &ControlPlane, ns: &str, message: &str) {
     let (ok, out, err) = in_pod(
@@ -210,27 +183,10 @@ fn produce(plane: &ControlPlane, ns: &str, message: &str) {
     );
 }
 
-/// `raft-injector check -n NS`: (passed, what it printed).
-fn check(plane: &ControlPlane, ns: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
-        .args(["check", "-n", ns])
-        .env("KUBECONFIG", &plane.kubeconfig)
-        .output()
-        .expect("raft-injector check runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_leave_repaired() {
     let plane = installed();
-    load_image(plane);
+    assert_eq!(common::node::load_example_image(plane, "kafka"), IMAGE);
     let ns = namespace(plane, "kraft", true);
     let manifest = common::read("examples/kafka.yaml");
     let apply = |manifest: &str| {

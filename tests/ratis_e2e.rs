@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::controlplane::{get, namespace, run, ControlPlane};
+use common::node::check_namespace as check;
 use common::node::*;
 use serde_json::Value;
 
@@ -24,20 +25,6 @@ const STATEFULSET: &str = "kv";
 /// election timeouts, and two groups at once made a follower miss its leader for over a
 /// minute once (a slow node, not a lost member).
 static ONE_GROUP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Builds the Ratis image and loads it into the node (cached by its sources).
-fn load_image(plane: &ControlPlane) {
-    let out = Command::new(common::root().join("tests/controlplane/run.sh"))
-        .arg("ratis")
-        .arg(&plane.dir)
-        .output()
-        .expect("run.sh runs");
-    assert!(
-        out.status.success(),
-        "run.sh ratis failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn pod_ip(plane: &ControlPlane, ns: &str, pod: &str) -> Option<String> {
     let pod = get(plane, ns, &format!("pod/{pod}"))?;
@@ -173,28 +160,13 @@ fn logs(plane: &ControlPlane, ns: &str, pod: &str) -> String {
     out
 }
 
-/// Waits for the pods to be gone (scale-down finished), so their names can be reused.
-fn wait_gone(plane: &ControlPlane, ns: &str, gone: &[String]) {
-    wait(
-        plane,
-        ns,
-        90,
-        &format!("pods {gone:?} were not deleted"),
-        || {
-            gone.iter()
-                .all(|pod| get(plane, ns, &format!("pod/{pod}")).is_none())
-                .then_some(())
-        },
-    );
-}
-
 #[test]
 fn a_ratis_group_forms_from_the_injected_env_and_follows_scaling_through_join_and_leave_urls() {
     let _alone = ONE_GROUP_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let plane = installed();
-    load_image(plane);
+    common::node::load_example_image(plane, "ratis");
     let ns = namespace(plane, "ratis", true);
     let manifest = common::read("examples/ratis/kv.yaml");
     let applied = Instant::now();
@@ -330,23 +302,6 @@ fn a_ratis_group_forms_from_the_injected_env_and_follows_scaling_through_join_an
     assert!(ok, "{stderr}");
 }
 
-/// `raft-injector check -n NS`: (passed, what it printed).
-fn check(plane: &ControlPlane, ns: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
-        .args(["check", "-n", ns])
-        .env("KUBECONFIG", &plane.kubeconfig)
-        .output()
-        .expect("raft-injector check runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// A held-out shape: the Ratis example under other names (StatefulSet, Service, service
 /// account, RoleBinding `ledger`) and its own group id, with the example's three URLs. The
 /// helpers lose their API access (RoleBinding deleted) while 5→3 scales ledger-3 and
@@ -360,7 +315,7 @@ fn a_generic_app_with_a_members_url_has_a_missed_leave_repaired_and_shown_by_che
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let plane = installed();
-    load_image(plane);
+    common::node::load_example_image(plane, "ratis");
     let ns = namespace(plane, "ledger", true);
     let manifest = common::read("examples/ratis/kv.yaml")
         .replace("name: kv\n", "name: ledger\n")

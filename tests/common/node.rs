@@ -377,3 +377,51 @@ pub fn print_story(plane: &ControlPlane, ns: &str) {
     );
     eprintln!("raft-injector-member Events in {ns}:\n{out}");
 }
+
+/// Builds an example's image with `run.sh VERB` and loads it into the node (cached by its
+/// sources); returns the image name run.sh printed.
+pub fn load_example_image(plane: &ControlPlane, verb: &str) -> String {
+    let out = Command::new(super::root().join("tests/controlplane/run.sh"))
+        .arg(verb)
+        .arg(&plane.dir)
+        .output()
+        .expect("run.sh runs");
+    assert!(
+        out.status.success(),
+        "run.sh {verb} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits for the pods to be gone (a scale-down finished), so their names can be reused.
+pub fn wait_gone<S: AsRef<str> + std::fmt::Debug>(plane: &ControlPlane, ns: &str, gone: &[S]) {
+    wait(
+        plane,
+        ns,
+        120,
+        &format!("pods {gone:?} were not deleted"),
+        || {
+            gone.iter()
+                .all(|pod| get(plane, ns, &format!("pod/{}", pod.as_ref())).is_none())
+                .then_some(())
+        },
+    );
+}
+
+/// `raft-injector check -n NS` with this binary: (passed, what it printed).
+pub fn check_namespace(plane: &ControlPlane, ns: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-injector"))
+        .args(["check", "-n", ns])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output()
+        .expect("raft-injector check runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

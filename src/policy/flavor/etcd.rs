@@ -8,11 +8,10 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use super::super::context::Context;
 use super::super::env::literal;
 use super::super::names::{
-    DATA_DIR_ENV, ETCD_NAME_DEFAULT, JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION,
-    MEMBERS_URL_ANNOTATION, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_SECRET_ANNOTATION,
-    WAL_DIR_ENV,
+    DATA_DIR_ENV, ETCD_NAME_DEFAULT, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE,
+    TLS_SECRET_ANNOTATION, WAL_DIR_ENV,
 };
-use super::super::resolve::{annotation, Resolved};
+use super::super::resolve::Resolved;
 use super::super::verdict::Verdict;
 use super::etcd_data;
 use super::rules::Injects;
@@ -125,18 +124,11 @@ pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Ve
              ports with a NetworkPolicy (README: TLS between members)"
         ));
     }
-    let ignored = [
-        JOIN_URL_ANNOTATION,
-        LEAVE_URL_ANNOTATION,
-        MEMBERS_URL_ANNOTATION,
-    ]
-    .into_iter()
-    .find(|key| annotation(sts, key).is_some());
-    if let Some(key) = ignored {
-        verdict.warnings.push(format!(
-            "the etcd flavor changes the membership through etcd itself and ignores {key}; remove the annotation"
-        ));
-    }
+    super::rules::warn_url_annotations_ignored(
+        sts,
+        "the etcd flavor changes the membership through etcd itself",
+        verdict,
+    );
 }
 
 /// What admission warns about the target container: a data directory the helper cannot

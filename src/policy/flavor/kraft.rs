@@ -24,10 +24,8 @@ use uuid::Uuid;
 
 use super::super::context::Context;
 use super::super::env::literal;
-use super::super::names::{
-    JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, MEMBERS_URL_ANNOTATION, TLS_SECRET_ANNOTATION,
-};
-use super::super::resolve::{annotation, Resolved, GROUP_ID_NAMESPACE};
+use super::super::names::TLS_SECRET_ANNOTATION;
+use super::super::resolve::{Resolved, GROUP_ID_NAMESPACE};
 use super::super::verdict::Verdict;
 use super::rules::Injects;
 
@@ -140,18 +138,11 @@ pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Ve
             r.peer_port
         ));
     }
-    let ignored = [
-        JOIN_URL_ANNOTATION,
-        LEAVE_URL_ANNOTATION,
-        MEMBERS_URL_ANNOTATION,
-    ]
-    .into_iter()
-    .find(|key| annotation(sts, key).is_some());
-    if let Some(key) = ignored {
-        verdict.warnings.push(format!(
-            "the kraft flavor changes the voters through Kafka itself and ignores {key}; remove the annotation"
-        ));
-    }
+    super::rules::warn_url_annotations_ignored(
+        sts,
+        "the kraft flavor changes the voters through Kafka itself",
+        verdict,
+    );
     let parallel = sts
         .spec
         .as_ref()

@@ -82,3 +82,21 @@ pub fn default_command(flavor: Flavor) -> &'static str {
         Flavor::Etcd | Flavor::Generic => super::super::names::ETCD_DEFAULT_COMMAND,
     }
 }
+
+/// For flavors that change the membership themselves: the generic flavor's URL annotations
+/// do nothing there, which admission says (`why`: how the flavor does it).
+pub fn warn_url_annotations_ignored(sts: &StatefulSet, why: &str, verdict: &mut Verdict) {
+    use super::super::names::{JOIN_URL_ANNOTATION, LEAVE_URL_ANNOTATION, MEMBERS_URL_ANNOTATION};
+    let ignored = [
+        JOIN_URL_ANNOTATION,
+        LEAVE_URL_ANNOTATION,
+        MEMBERS_URL_ANNOTATION,
+    ]
+    .into_iter()
+    .find(|key| super::super::resolve::annotation(sts, key).is_some());
+    if let Some(key) = ignored {
+        verdict
+            .warnings
+            .push(format!("{why} and ignores {key}; remove the annotation"));
+    }
+}
