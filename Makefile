@@ -11,7 +11,7 @@ CONTROLPLANE := tests/controlplane/run.sh
 # The end-to-end tests reuse the control plane `make test` starts.
 export RAFT_E2E_DIR := $(RUN_DIR)/test-controlplane
 
-.PHONY: all build release lint deny-advisories test soak e2e-up e2e-down demo demo-ratis demo-kafka demo-down bench bench-load fuzz clean
+.PHONY: all build release lint deny deny-advisories test soak e2e-up e2e-down demo demo-ratis demo-kafka demo-down bench bench-load fuzz clean
 
 all: build
 
@@ -21,13 +21,19 @@ build:
 release:
 	cargo build --locked --release --bins
 
-# cargo-deny's licence, ban and source checks (deny.toml) need no network; .ci/run installs
-# the pinned version (cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked).
+# cargo-deny's licence, ban and source checks (deny.toml) run offline; .ci/run installs the
+# pinned version (cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked).
+# cargo deny reads the metadata of every crate in Cargo.lock, every platform's included, while
+# a build downloads only this platform's: `cargo fetch --locked` brings the rest first, so the
+# check assumes nothing about what the cargo cache already holds.
 CARGO_DENY_VERSION := 0.20.2
-lint:
+lint: deny
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+deny:
 	@command -v cargo-deny >/dev/null || { echo "cargo-deny is missing: cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked" >&2; exit 1; }
+	cargo fetch --locked
 	cargo deny --locked --offline --log-level error check licenses bans sources
 
 # RustSec advisories: fetches the advisory database from GitHub, so it runs where that is
