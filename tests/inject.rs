@@ -313,6 +313,63 @@ fn etcd_flavor_sets_the_etcd_configuration() {
     assert_eq!(env_of(&out, 0)[0].name, "ETCD_DATA_DIR");
 }
 
+#[test]
+fn the_join_container_sees_etcds_whole_environment_and_only_its_flags_are_read() {
+    use k8s_openapi::api::core::v1::{ConfigMapEnvSource, EnvFromSource};
+    let (mut sts, svc) = etcd();
+    let from = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: "kv-env".to_owned(),
+            optional: None,
+        }),
+        ..EnvFromSource::default()
+    }];
+    let target = &mut pod_mut(&mut sts).containers[0];
+    target.env = None;
+    target.env_from = Some(from.clone());
+    target.command = Some(vec!["etcd".to_owned(), "--name=$(HOSTNAME)".to_owned()]);
+    let out = injected(&sts, Some(&svc));
+    let join = init_container(&out, "raft-injector-join");
+    assert_eq!(
+        join.env_from.as_ref(),
+        Some(&from),
+        "ETCD_DATA_DIR may be in there"
+    );
+    let tail: Vec<_> = join
+        .env
+        .iter()
+        .flatten()
+        .rev()
+        .take(2)
+        .map(|v| (v.name.as_str(), v.value.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("RAFT_ETCD_NAME", "$(HOSTNAME)"),
+            ("RAFT_DATA_FROM", "flags-then-env")
+        ],
+        "no RAFT_DATA_DIR: etcd's command line has no --data-dir"
+    );
+    let sidecar = init_container(&out, "raft-injector-reconcile");
+    assert_eq!(sidecar.env_from, None, "the sidecar runs the helper image");
+
+    // etcd behind a shell: nothing is read, so the helper is never sure.
+    pod_mut(&mut sts).containers[0].command =
+        Some(["sh", "-c", "exec etcd"].map(str::to_owned).to_vec());
+    let out = injected(&sts, Some(&svc));
+    let join = init_container(&out, "raft-injector-join");
+    assert!(
+        !join
+            .env
+            .iter()
+            .flatten()
+            .any(|v| v.name.starts_with("RAFT_DATA")),
+        "{:?}",
+        join.env
+    );
+}
+
 fn kafka() -> (StatefulSet, Service) {
     (
         statefulset("examples/kafka.yaml"),
@@ -1080,10 +1137,14 @@ fn join_and_reconcile_containers_get_a_copy_of_the_members_whole_env() {
         let envs = injected_envs(&stored);
         assert_eq!(envs.len(), expected, "{envs:?}");
         for (name, mut env) in envs {
-            // etcd's join container also learns where etcd keeps its data.
+            // etcd's join container also learns what etcd's command line says of its data.
             if name == "raft-injector-join" && expected == 2 {
-                let data = env.pop().expect("env");
-                assert_eq!(data.name, "RAFT_DATA_DIR", "{env:?}");
+                let from = env.pop().expect("env");
+                assert_eq!(
+                    (from.name.as_str(), from.value.as_deref()),
+                    ("RAFT_DATA_FROM", Some("flags-then-env")),
+                    "{env:?}"
+                );
             }
             assert_eq!(env, member, "{name} runs with the member's env");
         }

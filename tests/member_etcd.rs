@@ -210,10 +210,8 @@ fn pod_env(
             Some("metadata.namespace") => namespace.to_owned(),
             Some("metadata.labels['apps.kubernetes.io/pod-index']") => ordinal.to_string(),
             Some(other) => panic!("unexpected downward API field {other}"),
-            // The user's setting, and the injector's reading of it for the join container.
-            None if name == "ETCD_DATA_DIR" || name == "RAFT_DATA_DIR" => {
-                data_dir.display().to_string()
-            }
+            // The user's setting, moved to this member's own directory.
+            None if name == "ETCD_DATA_DIR" => data_dir.display().to_string(),
             None => expand(var["value"].as_str().unwrap_or_default(), &env),
         };
         env.insert(name, value);
@@ -733,44 +731,50 @@ fn member_lifecycle_on_real_etcd() {
     }
     report.push("removed members returning with retained volumes: data set aside, rejoined; 5 healthy, 31 keys".to_owned());
 
-    // 8. The join container knows where etcd keeps its data (RAFT_DATA_DIR, read off etcd's
-    //    command line at admission). Without it (an older injection, or etcd behind a shell)
-    //    a member whose data is not where the helper guesses is kept, never replaced.
+    // 8. The join container knows where etcd keeps its data: admission read etcd's command
+    //    line (RAFT_DATA_FROM), and the rest (ETCD_DATA_DIR here) is in the join container's
+    //    own env, as in etcd's. Without that (an older injection, or etcd behind a shell) a
+    //    member whose data is not where the helper guesses is kept, never replaced: a
+    //    bootstrap member and a scaled-up one alike.
     let before = c.ids();
-    assert_eq!(
-        c.container("raft-injector-join")["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|v| v["name"] == "RAFT_DATA_DIR")
-            .count(),
-        1,
-        "the join container has RAFT_DATA_DIR"
-    );
-    c.stop(1);
-    let hidden = c.work.path().join("data-1-elsewhere");
-    std::fs::rename(c.data_dir(1), &hidden).unwrap();
-    let out = c.join_with(1, |env| {
-        env.remove("RAFT_DATA_DIR");
-    });
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let join_env = c.container("raft-injector-join")["env"].as_array().unwrap();
     assert!(
-        !out.status.success() && log.contains("keeping the member rather than replacing it"),
-        "join without a certain data directory must keep the member: {log}"
+        join_env
+            .iter()
+            .any(|v| v["name"] == "RAFT_DATA_FROM" && v["value"] == "flags-then-env")
+            && !join_env.iter().any(|v| v["name"] == "RAFT_DATA_DIR"),
+        "the join container has RAFT_DATA_FROM, and no RAFT_DATA_DIR (etcd has no --data-dir flag)"
     );
-    assert_eq!(c.ids(), before, "no member was removed or added");
-    std::fs::rename(&hidden, c.data_dir(1)).unwrap();
-    let log = succeeded("join with data", &c.join(1));
-    assert!(!c.helper_dir(1).join("etcd-join.env").exists(), "{log}");
-    c.start(1);
-    c.wait_for_members(&["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]);
-    assert_eq!(c.ids(), before, "etcd-1 resumed under its own id");
-    report.push("data directory not certain and not found: join kept the member (exit 1, Event); member ids unchanged".to_owned());
+    for i in [1, 3] {
+        c.stop(i);
+        let hidden = c.work.path().join(format!("data-{i}-elsewhere"));
+        std::fs::rename(c.data_dir(i), &hidden).unwrap();
+        let out = c.join_with(i, |env| {
+            env.remove("RAFT_DATA_FROM");
+        });
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && log.contains("keeping the member rather than replacing it"),
+            "join of etcd-{i} without a certain data directory must keep the member: {log}"
+        );
+        assert_eq!(c.ids(), before, "no member was removed or added (etcd-{i})");
+        std::fs::rename(&hidden, c.data_dir(i)).unwrap();
+        let log = succeeded("join with data", &c.join(i));
+        assert!(!c.helper_dir(i).join("etcd-join.env").exists(), "{log}");
+        c.start(i);
+        c.wait_for_members(&["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]);
+    }
+    assert_eq!(
+        c.ids(),
+        before,
+        "etcd-1 and etcd-3 resumed under their own ids"
+    );
+    report.push("data directory not certain and not found (bootstrap etcd-1, scaled-up etcd-3): join kept the member (exit 1, Event); member ids unchanged".to_owned());
 
     // 9. The whole cluster down, then etcd-1's volume lost: with no quorum answering, a
     //    bootstrap member without data does not start a new cluster under its old name
     //    while a member restarted from its data reports a formed cluster; once a quorum
-    //    answers, it is replaced (certain: RAFT_DATA_DIR says where its data would be).
+    //    answers, it is replaced (certain: ETCD_DATA_DIR in its own env says where its data would be).
     for i in 0..5 {
         c.stop(i);
     }

@@ -175,8 +175,10 @@ fn data_is_looked_for_where_the_injector_says_etcd_keeps_it() {
     let volume = tempfile::tempdir().unwrap();
     let data = volume.path().join("default.etcd");
     let data_text = data.display().to_string();
+    const READ: (&str, &str) = ("RAFT_DATA_FROM", "flags-then-env");
     // RAFT_DATA_DIR (etcd's --data-dir, read at admission) wins over ETCD_DATA_DIR.
     let etcd = etcd_env(&[
+        READ,
         ("RAFT_DATA_DIR", &data_text),
         ("ETCD_DATA_DIR", "/somewhere/else"),
     ]);
@@ -189,14 +191,69 @@ fn data_is_looked_for_where_the_injector_says_etcd_keeps_it() {
         DataState::Present(data.join("member/snap"))
     );
 
-    // A separate WAL directory counts as data on its own.
+    // No flag: etcd's own env (here as envFrom or the image would give it) says, and so
+    // does it for the helper, which shares it.
+    let etcd = etcd_env(&[READ, ("ETCD_DATA_DIR", &data_text)]);
+    assert_eq!(etcd.data_dir, data);
+    assert_eq!(etcd.data_dir_unsure, None);
+    // Neither: `<name>.etcd`, after the --name flag over ETCD_NAME.
+    let etcd = etcd_env(&[READ, ("ETCD_NAME", "env-name")]);
+    assert_eq!(etcd.data_dir, std::path::PathBuf::from("env-name.etcd"));
+    let etcd = etcd_env(&[READ, ("ETCD_NAME", "env-name"), ("RAFT_ETCD_NAME", "flag")]);
+    assert_eq!(etcd.data_dir, std::path::PathBuf::from("flag.etcd"));
+
+    // A separate WAL directory counts as data on its own, from the flag or etcd's env.
     let wal = volume.path().join("wal");
     std::fs::create_dir_all(&wal).unwrap();
     std::fs::write(wal.join("0000000000000000-0000000000000000.wal"), b"x").unwrap();
     let wal_text = wal.display().to_string();
     let empty = volume.path().join("empty").display().to_string();
-    let etcd = etcd_env(&[("RAFT_DATA_DIR", &empty), ("RAFT_WAL_DIR", &wal_text)]);
-    assert_eq!(etcd.data_state(), DataState::Present(wal));
+    for wal_var in ["RAFT_WAL_DIR", "ETCD_WAL_DIR"] {
+        let etcd = etcd_env(&[READ, ("RAFT_DATA_DIR", &empty), (wal_var, &wal_text)]);
+        assert_eq!(
+            etcd.data_state(),
+            DataState::Present(wal.clone()),
+            "{wal_var}"
+        );
+    }
+}
+
+#[test]
+fn what_etcd_would_read_differently_is_unsure() {
+    use raft_injector::member::DataState;
+    let missing = "/nonexistent/raft-injector-test";
+    const READ: (&str, &str) = ("RAFT_DATA_FROM", "flags-then-env");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        // A config file in etcd's env (envFrom, the image) overrides everything.
+        (
+            &[
+                READ,
+                ("ETCD_DATA_DIR", missing),
+                ("ETCD_CONFIG_FILE", "/etc/etcd.yml"),
+            ],
+            "config file /etc/etcd.yml",
+        ),
+        // --data-dir "$(DATA_DIR)" with DATA_DIR defined nowhere: kubelet leaves it as is.
+        (&[READ, ("RAFT_DATA_DIR", "$(DATA_DIR)")], "did not expand"),
+        // An older injection's reading, contradicted by the env etcd really gets.
+        (
+            &[
+                ("RAFT_DATA_DIR", missing),
+                ("ETCD_DATA_DIR", "/var/run/etcd"),
+            ],
+            "disagree",
+        ),
+        // No reading at all.
+        (&[("ETCD_DATA_DIR", missing)], "RAFT_DATA_FROM is not set"),
+    ];
+    for (env, why) in cases {
+        let etcd = etcd_env(env);
+        assert!(
+            matches!(etcd.data_state(), DataState::Unsure(ref text) if text.contains(why)),
+            "{env:?}: {:?}",
+            etcd.data_state()
+        );
+    }
 }
 
 #[test]
@@ -204,7 +261,7 @@ fn without_the_injectors_reading_no_data_is_never_certain() {
     use raft_injector::member::DataState;
     let etcd = etcd_env(&[("ETCD_DATA_DIR", "/nonexistent/raft-injector-test")]);
     assert!(
-        matches!(etcd.data_state(), DataState::Unsure(why) if why.contains("RAFT_DATA_DIR is not set")),
+        matches!(etcd.data_state(), DataState::Unsure(why) if why.contains("RAFT_DATA_FROM is not set")),
         "{:?}",
         etcd.data_state()
     );

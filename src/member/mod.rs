@@ -343,6 +343,63 @@ where
     Err(MemberError::Deadline(budget, last))
 }
 
+/// Where etcd keeps its data: `(data dir, WAL dir, why unsure)`, from `set` (this
+/// container's env with empty values as unset). With `RAFT_DATA_FROM` the injector read
+/// etcd's command line: its flags (`RAFT_DATA_DIR`, `RAFT_WAL_DIR`, `RAFT_ETCD_NAME`) win,
+/// and the rest comes from this container's own env, which is etcd's (same image, env and
+/// envFrom), as etcd reads it: `ETCD_DATA_DIR`, else `<name>.etcd`. Anything the helper
+/// cannot resolve as etcd would is unsure.
+fn etcd_data_location(
+    set: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> (String, Option<String>, Option<String>) {
+    use crate::policy::names::{DATA_FROM_ENV, DATA_FROM_FLAGS_THEN_ENV, ETCD_NAME_FLAG_ENV};
+    let from_env = || {
+        let name = set(ETCD_NAME_FLAG_ENV).unwrap_or_else(|| name.to_owned());
+        set("ETCD_DATA_DIR").unwrap_or_else(|| format!("{name}.etcd"))
+    };
+    if set(DATA_FROM_ENV).as_deref() == Some(DATA_FROM_FLAGS_THEN_ENV) {
+        let data_dir = set(DATA_DIR_ENV).unwrap_or_else(from_env);
+        let wal_dir = set(WAL_DIR_ENV).or_else(|| set("ETCD_WAL_DIR"));
+        let unexpanded = [Some(&data_dir), wal_dir.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|dir| dir.contains("$("));
+        let unsure = match (set("ETCD_CONFIG_FILE"), unexpanded) {
+            (Some(file), _) => Some(format!(
+                "etcd reads the config file {file} (ETCD_CONFIG_FILE in its environment), which overrides its flags and env"
+            )),
+            (None, Some(dir)) => Some(format!(
+                "{dir} holds a $(VAR) reference that kubelet did not expand (the variable is not defined for the container)"
+            )),
+            (None, None) => None,
+        };
+        return (data_dir, wal_dir, unsure);
+    }
+    match set(DATA_DIR_ENV) {
+        // Injected by an older injector, which read only `env`: certain unless this
+        // container's env (envFrom, the image) says otherwise.
+        Some(dir) => {
+            let unsure = set("ETCD_DATA_DIR").filter(|env| *env != dir).map(|env| {
+                format!(
+                    "{DATA_DIR_ENV} ({dir}) and ETCD_DATA_DIR ({env}) disagree: the injection predates \
+                     envFrom support (recreate the StatefulSet to inject it anew)"
+                )
+            });
+            (dir, set(WAL_DIR_ENV), unsure)
+        }
+        // The command line did not say (see the admission warning).
+        None => (
+            from_env(),
+            set("ETCD_WAL_DIR"),
+            Some(format!(
+                "{DATA_FROM_ENV} is not set, so etcd's command line could not be read at admission \
+                 (see the StatefulSet's admission warnings)"
+            )),
+        ),
+    }
+}
+
 impl MemberEnv {
     /// Reads the env vars the webhook injected (and kubelet expanded).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<MemberEnv, MemberError> {
@@ -409,19 +466,7 @@ impl MemberEnv {
                     .to_owned();
                 let set = |name: &str| get(name).filter(|v| !v.is_empty());
                 let name = set("ETCD_NAME").unwrap_or_else(|| pod_name.clone());
-                let (data_dir, wal_dir, data_dir_unsure) = match set(DATA_DIR_ENV) {
-                    Some(dir) => (dir, set(WAL_DIR_ENV), None),
-                    // Injected before the injector resolved the directories, or the
-                    // command line did not say (see the admission warning).
-                    None => (
-                        set("ETCD_DATA_DIR").unwrap_or_else(|| format!("{name}.etcd")),
-                        set("ETCD_WAL_DIR"),
-                        Some(format!(
-                            "{DATA_DIR_ENV} is not set, so where etcd keeps its data was not read off its \
-                             command line at admission (see the StatefulSet's admission warnings)"
-                        )),
-                    ),
-                };
+                let (data_dir, wal_dir, data_dir_unsure) = etcd_data_location(&set, &name);
                 Some(EtcdEnv {
                     client_url,
                     peer_url,

@@ -54,11 +54,21 @@ pub fn is_raft_workload(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::O
 /// The `ETCD_NAME` the etcd flavor sets when the user does not.
 pub const ETCD_NAME_DEFAULT: &str = "$(POD_NAME)";
 
-/// On the join container: etcd's data directory as resolved at admission (SPEC §4).
+/// On the join container: that admission read etcd's command line (value
+/// [`DATA_FROM_FLAGS_THEN_ENV`]); the flags below are the ones it gives, and what they do
+/// not give etcd reads from its environment, which the join container shares.
+pub const DATA_FROM_ENV: &str = "RAFT_DATA_FROM";
+pub const DATA_FROM_FLAGS_THEN_ENV: &str = "flags-then-env";
+
+/// On the join container: etcd's `--data-dir` flag, when its command line has one.
 pub const DATA_DIR_ENV: &str = "RAFT_DATA_DIR";
 
-/// On the join container: etcd's WAL directory, when it is not under the data directory.
+/// On the join container: etcd's `--wal-dir` flag, when its command line has one.
 pub const WAL_DIR_ENV: &str = "RAFT_WAL_DIR";
+
+/// On the join container: etcd's `--name` flag (its data directory's default is
+/// `<name>.etcd`), when its command line has one.
+pub const ETCD_NAME_FLAG_ENV: &str = "RAFT_ETCD_NAME";
 
 /// Names a Secret (`ca.crt`, `tls.crt`, `tls.key`, as cert-manager writes it) for TLS between
 /// the members and for the helper's calls (SPEC §4).

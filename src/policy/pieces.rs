@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction, LifecycleHandler,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction,
+    LifecycleHandler, ResourceRequirements, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -34,10 +35,12 @@ pub(crate) fn join_init_container<'a>(
     env: Option<&'a [Env<'a>]>,
     mounts: &'a [VolumeMount],
 ) -> WithEnv<'a> {
-    // The target's working directory too: etcd resolves a relative data directory there.
+    // The target's working directory and envFrom too: etcd resolves a relative data
+    // directory there, and the helper reads the rest of etcd's settings from its own env.
     WithEnv {
         command: [HELPER_BINARY, "member", "join"],
         env,
+        env_from: target.env_from.as_deref(),
         image: target.image.as_deref(),
         image_pull_policy: target.image_pull_policy.as_deref(),
         name: JOIN_INIT_CONTAINER,
@@ -121,6 +124,8 @@ pub(crate) struct WithEnv<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     env: Option<&'a [Env<'a>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    env_from: Option<&'a [EnvFromSource]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_pull_policy: Option<&'a str>,
@@ -197,6 +202,7 @@ pub(crate) fn reconcile_sidecar<'a>(
     WithEnv {
         command: [HELPER_IMAGE_BINARY, "member", "reconcile"],
         env,
+        env_from: None,
         image: Some(image),
         image_pull_policy: Some("IfNotPresent"),
         name: RECONCILE_SIDECAR,

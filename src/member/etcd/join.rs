@@ -241,7 +241,23 @@ async fn decide_and_join(
                 me.peer_urls.join(" ")
             );
         }
-        _ => {
+        data => {
+            // A scaled-up member without data joins; but one the cluster lists as started,
+            // whose data may be where the helper did not look, is kept (removing and adding
+            // it would start etcd on its real data under a removed ID).
+            if let DataState::Unsure(unsure) = data {
+                let listed = crate::member::retry_until(deadline, budget, "member list", || {
+                    list_from_any(gateway, &endpoints, true)
+                })
+                .await?;
+                if let Some(me) = listed.iter().find(|m| is_self(m, env) && m.is_started()) {
+                    return Err(MemberError::DataUnsure {
+                        member: format!("{:x} ({})", me.id, label(me)),
+                        looked_at: etcd.data_dir.display().to_string(),
+                        why: unsure,
+                    });
+                }
+            }
             let from = match env.ordinal_start {
                 0 => String::new(),
                 start => format!(" from ordinal {start}"),

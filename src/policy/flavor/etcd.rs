@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use super::super::context::Context;
 use super::super::env::literal;
 use super::super::names::{
-    DATA_DIR_ENV, ETCD_NAME_DEFAULT, TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE,
-    TLS_SECRET_ANNOTATION, WAL_DIR_ENV,
+    DATA_DIR_ENV, DATA_FROM_ENV, DATA_FROM_FLAGS_THEN_ENV, ETCD_NAME_DEFAULT, ETCD_NAME_FLAG_ENV,
+    TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_SECRET_ANNOTATION, WAL_DIR_ENV,
 };
 use super::super::resolve::Resolved;
 use super::super::verdict::Verdict;
@@ -101,15 +101,18 @@ pub fn extend_env(r: &Resolved, env: &mut Vec<EnvVar>) {
     }
 }
 
-/// The join container's `RAFT_DATA_DIR` (and `RAFT_WAL_DIR`): where etcd in `target` keeps
-/// its data, when its command line and env say so for certain. Without them the helper
-/// never takes the member for one without data (see `member::etcd::join`).
+/// The join container's `RAFT_DATA_FROM` and the flags of etcd's command line that say
+/// where its data is (`RAFT_DATA_DIR`, `RAFT_WAL_DIR`, `RAFT_ETCD_NAME`). Without them (etcd
+/// behind a shell or a config file) the helper never takes the member for one without
+/// data (see `member::etcd::join`).
 pub fn join_env(target: &Container) -> Vec<EnvVar> {
-    let Ok(location) = etcd_data::locate(target, ETCD_NAME_DEFAULT) else {
+    let Ok(flags) = etcd_data::locate(target) else {
         return Vec::new();
     };
-    let mut env = vec![literal(DATA_DIR_ENV, location.data_dir)];
-    env.extend(location.wal_dir.map(|dir| literal(WAL_DIR_ENV, dir)));
+    let mut env = vec![literal(DATA_FROM_ENV, DATA_FROM_FLAGS_THEN_ENV)];
+    env.extend(flags.data_dir.map(|dir| literal(DATA_DIR_ENV, dir)));
+    env.extend(flags.wal_dir.map(|dir| literal(WAL_DIR_ENV, dir)));
+    env.extend(flags.name.map(|name| literal(ETCD_NAME_FLAG_ENV, name)));
     env
 }
 
@@ -134,7 +137,7 @@ pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Ve
 /// What admission warns about the target container: a data directory the helper cannot
 /// locate for certain.
 pub fn container_warnings(container: &Container, verdict: &mut Verdict, shown: &str) {
-    if let Err(why) = etcd_data::locate(container, ETCD_NAME_DEFAULT) {
+    if let Err(why) = etcd_data::locate(container) {
         verdict.warnings.push(format!(
             "cannot tell where etcd in container {shown} keeps its data: {why}; a member that comes back \
              without data is then never replaced automatically (it waits, with an Event, for an operator) — \

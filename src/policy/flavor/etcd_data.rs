@@ -1,46 +1,26 @@
-//! Where etcd keeps its data in the target container, read from the container's command
-//! line and env the way etcd reads them, so the join helper looks exactly there.
+//! What etcd's command line says about where it keeps its data, read the way etcd reads it,
+//! so the join helper looks exactly there.
 //!
 //! A member that finds no data decides it is new; if it is wrong, it replaces a healthy
-//! member and etcd then fails on the data it really has. So this answers only when it is
-//! sure: etcd run directly (not through a shell or a config file), with the data directory
-//! and WAL directory as etcd would resolve them (flag over env over the `<name>.etcd`
-//! default). Anything else is an error that says why, and the helper then never treats the
-//! member as empty.
+//! member and etcd then fails on the data it really has. So this answers only when etcd
+//! runs directly (not through a shell or a config file), and gives only what the command
+//! line says: the `--data-dir`, `--wal-dir` and `--name` flags. Everything else etcd reads
+//! from its environment, which admission cannot see whole (`envFrom`, `valueFrom`, the
+//! image's own ENV); the join container shares that environment (same image, env and
+//! envFrom), so the helper reads the rest there, as etcd will (`member::EtcdEnv`).
 
 use k8s_openapi::api::core::v1::Container;
 
 use super::super::names::HELPER_BINARY;
 
-/// etcd's data and WAL directories as the container's command line and env give them.
-/// Paths may be relative (to the container's working directory) and may hold `$(VAR)`
-/// references, which kubelet expands as it does in the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DataLocation {
-    pub data_dir: String,
-    /// `--wal-dir`/`ETCD_WAL_DIR`; without it the WAL is under the data directory.
+/// etcd's flags that decide where its data is, as the command line gives them. Values may
+/// be relative (to the container's working directory) and may hold `$(VAR)` references,
+/// which kubelet expands in the join container's env as it does in the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataFlags {
+    pub data_dir: Option<String>,
     pub wal_dir: Option<String>,
-}
-
-/// The value etcd would use for `flag`: the command-line flag, else the env var `env`.
-/// `Err` when the env var comes from a source only kubelet can read.
-fn setting(
-    flags: &[(String, String)],
-    container: &Container,
-    flag: &str,
-    env: &str,
-) -> Result<Option<String>, String> {
-    if let Some((_, value)) = flags.iter().rev().find(|(name, _)| name == flag) {
-        return Ok(Some(value.clone()));
-    }
-    let var = container.env.iter().flatten().rev().find(|v| v.name == env);
-    match var {
-        None => Ok(None),
-        Some(v) if v.value_from.is_some() => Err(format!(
-            "env var {env} comes from a reference (valueFrom) that only kubelet resolves"
-        )),
-        Some(v) => Ok(v.value.clone().filter(|s| !s.is_empty())),
-    }
+    pub name: Option<String>,
 }
 
 /// The words of the command line after the program, when the program is etcd itself.
@@ -62,8 +42,8 @@ fn etcd_arguments(container: &Container) -> Result<Vec<String>, String> {
         }
     }
     match words.first() {
-        // The image's entrypoint with no arguments, or with flags only: etcd's images
-        // start etcd.
+        // Neither command nor args: the injector starts etcd itself (the exec wrapper
+        // names the etcd images' binary).
         None => Ok(words),
         Some(first) if first.starts_with('-') => Ok(words),
         Some(program) => {
@@ -103,33 +83,41 @@ fn flags(words: &[String]) -> Vec<(String, String)> {
     parsed
 }
 
-/// Where etcd in `container` keeps its data, or why that cannot be known from the spec.
-/// `injected_name` is the `ETCD_NAME` the injector sets when the user does not.
-pub fn locate(container: &Container, injected_name: &str) -> Result<DataLocation, String> {
+/// The flags of `container`'s etcd that say where its data is, or why its command line
+/// cannot be read (the helper then never takes the member for one without data).
+pub fn locate(container: &Container) -> Result<DataFlags, String> {
     let words = etcd_arguments(container)?;
     let flags = flags(&words);
-    if setting(&flags, container, "config-file", "ETCD_CONFIG_FILE")?.is_some() {
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let config_in_env = container
+        .env
+        .iter()
+        .flatten()
+        .any(|v| v.name == "ETCD_CONFIG_FILE" && v.value.as_deref() != Some(""));
+    if flag("config-file").is_some() || config_in_env {
         return Err(
             "etcd reads a config file (--config-file or ETCD_CONFIG_FILE), which overrides its flags and env"
                 .to_owned(),
         );
     }
-    let data_dir = match setting(&flags, container, "data-dir", "ETCD_DATA_DIR")? {
-        Some(dir) => dir,
-        None => {
-            let name = setting(&flags, container, "name", "ETCD_NAME")?
-                .unwrap_or_else(|| injected_name.to_owned());
-            format!("{name}.etcd")
-        }
-    };
-    let wal_dir = setting(&flags, container, "wal-dir", "ETCD_WAL_DIR")?;
-    Ok(DataLocation { data_dir, wal_dir })
+    let given = |name: &str| flag(name).filter(|v| !v.is_empty());
+    Ok(DataFlags {
+        data_dir: given("data-dir"),
+        wal_dir: given("wal-dir"),
+        name: given("name"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+    use k8s_openapi::api::core::v1::EnvVar;
 
     fn container(command: &[&str], args: &[&str], env: &[(&str, &str)]) -> Container {
         let words = |w: &[&str]| (!w.is_empty()).then(|| w.iter().map(|s| s.to_string()).collect());
@@ -150,8 +138,8 @@ mod tests {
         }
     }
 
-    fn data_dir(c: &Container) -> Result<String, String> {
-        locate(c, "$(POD_NAME)").map(|l| l.data_dir)
+    fn data_dir(c: &Container) -> Result<Option<String>, String> {
+        locate(c).map(|l| l.data_dir)
     }
 
     #[test]
@@ -173,8 +161,8 @@ mod tests {
         ] {
             let c = container(command, &[], &[("ETCD_DATA_DIR", "/elsewhere")]);
             assert_eq!(
-                data_dir(&c).as_deref(),
-                Ok("/var/run/etcd/default.etcd"),
+                data_dir(&c),
+                Ok(Some("/var/run/etcd/default.etcd".to_owned())),
                 "{command:?} (the flag wins over the env var, as in etcd)"
             );
         }
@@ -182,34 +170,38 @@ mod tests {
 
     #[test]
     fn data_dir_in_args_after_the_command_or_behind_the_entrypoint() {
-        let c = container(&["etcd"], &["--data-dir=/d"], &[]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("/d"));
-        let c = container(&[], &["--data-dir", "/d"], &[]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("/d"));
-        let c = container(&[], &["etcd", "--data-dir", "/d"], &[]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("/d"));
+        for (command, args) in [
+            (&["etcd"][..], &["--data-dir=/d"][..]),
+            (&[], &["--data-dir", "/d"]),
+            (&[], &["etcd", "--data-dir", "/d"]),
+        ] {
+            let c = container(command, args, &[]);
+            assert_eq!(
+                data_dir(&c),
+                Ok(Some("/d".to_owned())),
+                "{command:?} {args:?}"
+            );
+        }
     }
 
     #[test]
-    fn data_dir_from_env_then_the_name_default() {
+    fn env_is_left_to_the_helper_which_shares_etcds_environment() {
+        // ETCD_DATA_DIR may as well come from envFrom or the image: admission does not
+        // pretend to know it, and the join container reads it where etcd does.
         let c = container(&["etcd"], &[], &[("ETCD_DATA_DIR", "/var/lib/etcd")]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("/var/lib/etcd"));
-        let c = container(&["etcd"], &[], &[]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("$(POD_NAME).etcd"));
-        let c = container(&["etcd"], &[], &[("ETCD_NAME", "member-a")]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("member-a.etcd"));
+        assert_eq!(locate(&c), Ok(DataFlags::default()));
         let c = container(&["etcd", "--name=$(HOSTNAME)"], &[], &[]);
-        assert_eq!(data_dir(&c).as_deref(), Ok("$(HOSTNAME).etcd"));
+        assert_eq!(locate(&c).unwrap().name.as_deref(), Some("$(HOSTNAME)"));
+        let c = container(&["etcd", "--data-dir", "$(DATA_DIR)"], &[], &[]);
+        assert_eq!(data_dir(&c), Ok(Some("$(DATA_DIR)".to_owned())));
     }
 
     #[test]
-    fn wal_dir_from_flag_or_env() {
+    fn wal_dir_from_the_flag() {
         let c = container(&["etcd", "--wal-dir", "/wal"], &[], &[]);
-        assert_eq!(locate(&c, "n").unwrap().wal_dir.as_deref(), Some("/wal"));
+        assert_eq!(locate(&c).unwrap().wal_dir.as_deref(), Some("/wal"));
         let c = container(&["etcd"], &[], &[("ETCD_WAL_DIR", "/wal2")]);
-        assert_eq!(locate(&c, "n").unwrap().wal_dir.as_deref(), Some("/wal2"));
-        let c = container(&["etcd"], &[], &[]);
-        assert_eq!(locate(&c, "n").unwrap().wal_dir, None);
+        assert_eq!(locate(&c).unwrap().wal_dir, None);
     }
 
     #[test]
@@ -226,7 +218,9 @@ mod tests {
             &[],
             &[],
         );
-        assert_eq!(data_dir(&c).as_deref(), Ok("/d"));
+        assert_eq!(data_dir(&c), Ok(Some("/d".to_owned())));
+        let c = container(&[HELPER_BINARY, "member", "exec", "etcd"], &[], &[]);
+        assert!(locate(&c).unwrap_err().contains("without `--`"));
     }
 
     #[test]
@@ -235,18 +229,7 @@ mod tests {
         assert!(data_dir(&shell).unwrap_err().contains("not etcd directly"));
         let config = container(&["etcd", "--config-file", "/etc/etcd.yaml"], &[], &[]);
         assert!(data_dir(&config).unwrap_err().contains("config file"));
-        let mut from_ref = container(&["etcd"], &[], &[]);
-        from_ref.env = Some(vec![EnvVar {
-            name: "ETCD_DATA_DIR".into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-        }]);
-        assert!(data_dir(&from_ref).unwrap_err().contains("valueFrom"));
+        let config = container(&["etcd"], &[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yaml")]);
+        assert!(data_dir(&config).unwrap_err().contains("config file"));
     }
 }
