@@ -94,6 +94,19 @@ impl Reported {
 }
 
 impl ReportedMember {
+    /// The pod this member is, matched by name, id or peer address (a member added but
+    /// never started has no name yet); `None` when it matches no pod of `statefulset`.
+    fn ordinal_in(&self, statefulset: &str) -> Option<i32> {
+        crate::member::cluster::RaftMember {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            addresses: self.peer_urls.clone(),
+            voter: !self.learner,
+            started: self.started,
+        }
+        .ordinal_in(statefulset)
+    }
+
     fn describe(&self) -> String {
         let state = match (self.started, self.learner) {
             (false, _) => "not started",
@@ -131,22 +144,35 @@ pub fn judge(
 ) -> Check {
     let sts = source.statefulset;
     let replicas = range.replicas;
+    // Every member the application reports counts, except a Kafka observer that is no pod
+    // of this StatefulSet (a broker reading the controllers' quorum). An etcd learner or a
+    // member added and never started that matches no pod is exactly what a failed join or a
+    // lost node leaves behind.
+    let counted = |m: &&ReportedMember| {
+        !(source.flavor == Flavor::Kraft && m.learner && m.ordinal_in(sts).is_none())
+    };
     let stale: Vec<&ReportedMember> = reported
         .members
         .iter()
-        // A non-voter that is no pod of this StatefulSet is another tool's (a Kafka broker
-        // observing the controllers' quorum), not drift.
-        .filter(|m| !(m.learner && ordinal_of(sts, &m.name).is_none()))
-        .filter(|m| ordinal_of(sts, &m.name).is_none_or(|o| o < range.start || range.is_beyond(o)))
+        .filter(counted)
+        .filter(|m| {
+            m.ordinal_in(sts)
+                .is_none_or(|o| o < range.start || range.is_beyond(o))
+        })
         .collect();
     let missing: Vec<String> = range
         .ordinals()
+        .filter(|&i| {
+            !reported
+                .members
+                .iter()
+                .any(|m| m.ordinal_in(sts) == Some(i))
+        })
         .map(|i| format!("{sts}-{i}"))
-        .filter(|name| !reported.members.iter().any(|m| &m.name == name))
         .collect();
     let mut problems = Vec::new();
     for m in &stale {
-        let why = match ordinal_of(sts, &m.name) {
+        let why = match m.ordinal_in(sts) {
             Some(o) if o < range.start => {
                 format!("ordinal {o} is below spec.ordinals.start {}", range.start)
             }
@@ -171,7 +197,7 @@ pub fn judge(
         let mut names: Vec<&str> = reported
             .members
             .iter()
-            .filter(|m| !(m.learner && ordinal_of(sts, &m.name).is_none()))
+            .filter(counted)
             .map(|m| m.name.as_str())
             .collect();
         names.sort_by_key(|n| (ordinal_of(sts, n), *n));
@@ -218,7 +244,7 @@ pub fn judge(
             "a stale member counts toward the quorum, so it makes every failure more likely to stop the cluster; \
              {remove}"
         ));
-        if stale.iter().any(|m| ordinal_of(sts, &m.name).is_some()) {
+        if stale.iter().any(|m| m.ordinal_in(sts).is_some()) {
             hints.push(
                 "a member beyond spec.replicas whose pod is gone is removed by the raft-injector-reconcile sidecar \
                  within a minute; if it stays, its pod may be stuck Terminating (force-delete it first)"
@@ -291,6 +317,43 @@ mod tests {
             member("b2", "etcd-1", true),
             member("c3", "etcd-2", true),
         ]
+    }
+
+    #[test]
+    fn an_etcd_learner_added_by_hand_that_never_started_fails_naming_its_peer_url() {
+        let mut members = three();
+        // As `member status` reports it: no name yet, labelled after its address.
+        members.push(ReportedMember {
+            id: "7c1e9a2b3d4f5a6b".to_owned(),
+            name: "10".to_owned(),
+            started: false,
+            learner: true,
+            peer_urls: vec!["http://10.244.0.99:2380".to_owned()],
+        });
+        let check = judge("g", &SOURCE, THREE, &reported(members.clone()), false);
+        assert_eq!(check.outcome, Outcome::Fail, "{check:?}");
+        let detail = check.detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains("stale member") && detail.contains("http://10.244.0.99:2380"),
+            "{detail}"
+        );
+        assert!(
+            check
+                .hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("etcdctl member remove 7c1e9a2b3d4f5a6b"),
+            "{check:?}"
+        );
+        // One added for a pod of the StatefulSet (scale-up in flight) is that pod's.
+        members.pop();
+        members.push(ReportedMember {
+            name: String::new(),
+            ..member("d4", "etcd-2", false)
+        });
+        members.remove(2);
+        let check = judge("g", &SOURCE, THREE, &reported(members), false);
+        assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
     }
 
     #[test]
