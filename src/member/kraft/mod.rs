@@ -7,6 +7,7 @@
 //! `kafka-storage.sh`) and, in the sidecar, adds it to the voters once it has caught up.
 //! Leave and repair go through the shared machinery and [`KraftCluster`].
 
+mod counts;
 pub mod join;
 pub mod launch;
 pub mod wire;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::counts;
 use crate::member::cluster::CALL_TIMEOUT;
 
 /// The largest answer read: a DescribeQuorum of a few hundred replicas is a few KiB.
@@ -70,11 +71,11 @@ fn check(address: &str, code: i16, message: Option<&StrBytes>) -> Result<(), Kra
     }
 }
 
-/// Sends one request and reads its answer, all of it within `limit`.
+/// Sends one request and reads its answer, all of it within `limit`. `shape`: the answer's
+/// fields, walked before decoding (see [`counts`]).
 async fn call<Req, Resp>(
     address: &str,
-    key: ApiKey,
-    version: i16,
+    (key, version, shape): (ApiKey, i16, &[counts::Field]),
     request: &Req,
     limit: Duration,
 ) -> Result<Resp, KraftError>
@@ -119,6 +120,8 @@ where
             .read_exact(&mut answer)
             .await
             .map_err(|e| failed(address, e))?;
+        counts::check(&answer, counts::RESPONSE_HEADER, shape)
+            .map_err(|e| failed(address, format!("not a Kafka answer: {e}")))?;
         let mut answer = bytes::Bytes::from(answer);
         let header = ResponseHeader::decode(&mut answer, Resp::header_version(version))
             .map_err(|e| failed(address, format!("not a Kafka answer: {e}")))?;
@@ -203,8 +206,11 @@ pub async fn describe(address: &str) -> Result<Quorum, KraftError> {
     request.topics = vec![topic];
     let response: DescribeQuorumResponse = call(
         address,
-        ApiKey::DescribeQuorum,
-        DESCRIBE_QUORUM_VERSION,
+        (
+            ApiKey::DescribeQuorum,
+            DESCRIBE_QUORUM_VERSION,
+            counts::DESCRIBE_QUORUM_V2,
+        ),
         &request,
         CALL_TIMEOUT,
     )
@@ -278,8 +284,11 @@ pub async fn add_voter(
     request.listeners = vec![endpoint];
     let response: AddRaftVoterResponse = call(
         address,
-        ApiKey::AddRaftVoter,
-        RAFT_VOTER_VERSION,
+        (
+            ApiKey::AddRaftVoter,
+            RAFT_VOTER_VERSION,
+            counts::VOTER_CHANGE_V0,
+        ),
         &request,
         CHANGE_TIMEOUT,
     )
@@ -304,8 +313,11 @@ pub async fn remove_voter(
     request.voter_directory_id = *directory_id;
     let response: RemoveRaftVoterResponse = call(
         address,
-        ApiKey::RemoveRaftVoter,
-        RAFT_VOTER_VERSION,
+        (
+            ApiKey::RemoveRaftVoter,
+            RAFT_VOTER_VERSION,
+            counts::VOTER_CHANGE_V0,
+        ),
         &request,
         CHANGE_TIMEOUT,
     )
@@ -359,6 +371,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("not a Kafka answer"), "{error}");
+        // A well-framed answer of 13 bytes whose topics array claims 2^32 - 2 entries: the
+        // decoder would reserve room for all of them first (and abort the helper).
+        let mut lying = 13u32.to_be_bytes().to_vec();
+        lying.extend([0, 0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let error = describe(&peer(lying).await).await.unwrap_err().to_string();
+        assert!(
+            error.contains("not a Kafka answer") && error.contains("entries where"),
+            "{error}"
+        );
         // Hangs up at once.
         let error = describe(&peer(Vec::new()).await).await.unwrap_err();
         assert!(matches!(error, KraftError::Connection { .. }), "{error}");
