@@ -25,6 +25,10 @@ const SENT: usize = 2_900_000;
 const HTTP1_CONNECTIONS: usize = 150;
 /// More than the server allows at once; the excess is refused by HTTP/2 itself.
 const HTTP2_STREAMS: usize = 64;
+/// Connections each stalling inside one header line of this many bytes (the shipped
+/// connection cap is 1,000).
+const HEADER_CONNECTIONS: usize = 1000;
+const HEADER_LINE: usize = 400_000;
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("serve runs");
@@ -89,6 +93,19 @@ async fn http1_flood(target: Target, hold: Duration) {
         sent += chunk.len();
     }
     tokio::time::sleep(hold).await;
+}
+
+/// One HTTP/1.1 connection stalling inside one long header line: the request line, then
+/// `HEADER_LINE` bytes of a header that never ends, then nothing until `hold` is over.
+async fn header_flood(target: Target, hold: Duration) -> bool {
+    let Ok(mut stream) = tls(&target, b"http/1.1").await else {
+        return false;
+    };
+    let mut head = b"POST /validate HTTP/1.1\r\nhost: raft-injector\r\nx-pad: ".to_vec();
+    head.resize(head.len() + HEADER_LINE, b'a');
+    let sent = stream.write_all(&head).await.is_ok();
+    tokio::time::sleep(hold).await;
+    sent
 }
 
 /// One HTTP/2 connection, as many streams as it will take, each sending most of a large
@@ -251,4 +268,59 @@ fn a_flood_of_large_bodies_costs_bounded_memory_and_reviews_still_pass() {
     }
     webhook.stop();
     eprintln!("\nbody flood against serve:\n  {}", report.join("\n  "));
+}
+
+#[test]
+fn a_flood_of_endless_header_lines_costs_bounded_memory_and_reviews_still_pass() {
+    let plane = control_plane();
+    let mut webhook = Webhook::start(plane, "header-flood");
+    let pid = webhook.server_pid();
+    let idle = peak_rss_kib(pid);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = Target {
+        port: webhook.port,
+        ca: webhook.certs.join("ca.crt"),
+    };
+    let started = Instant::now();
+    let hold = Duration::from_secs(8);
+    let attack = runtime.spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..HEADER_CONNECTIONS {
+            tasks.push(tokio::spawn(header_flood(target.clone(), hold)));
+        }
+        let mut sent = 0;
+        for task in tasks {
+            sent += usize::from(task.await.unwrap_or(false));
+        }
+        sent
+    });
+    // A normal review while the heads are held, on a fresh connection.
+    std::thread::sleep(Duration::from_secs(4));
+    let review = normal_review(&webhook);
+    let sent = runtime.block_on(attack).unwrap();
+    let peak = peak_rss_kib(webhook.server_pid());
+    assert_eq!(webhook.server_pid(), pid, "serve was restarted or replaced");
+    assert!(
+        peak < LIMIT_KIB,
+        "peak RSS {} MiB is over the Deployment's 256 MiB limit",
+        peak / 1024
+    );
+    let review = review.unwrap_or_else(|e| panic!("the normal review failed: {e}"));
+    assert!(
+        review < Duration::from_secs(2),
+        "the normal review took {review:?} under the flood"
+    );
+    webhook.stop();
+    eprintln!(
+        "\nheader flood against serve: {HEADER_CONNECTIONS} TLS connections ({sent} sent their head), each \
+         stalling in a {HEADER_LINE}-byte header line: peak RSS {} MiB (idle {} MiB, limit 256), \
+         a normal review answered in {review:?}, flood ran {:?}",
+        peak / 1024,
+        idle / 1024,
+        started.elapsed()
+    );
 }

@@ -38,6 +38,17 @@ use super::metrics::{Closed, Metrics};
 /// needs more).
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
+/// The most a connection buffers of a request's head (request line and headers): hyper's
+/// own default is about 400 KiB per HTTP/1.1 connection, which a thousand clients each
+/// stalling inside one long header line turn into 400 MiB. The API server's heads are well
+/// under 2 KiB; a longer one is answered 431.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// What one open connection may cost at most, for the cap the memory limit allows (see
+/// [`memory_cap`]): TLS record buffers both ways (about 34 KiB), the head buffer, hyper's
+/// write buffer and HTTP/2 state, with room to spare.
+pub const CONNECTION_BYTES: usize = 128 * 1024;
+
 /// Limits on every HTTPS connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -47,6 +58,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open connections at most; see the module docs for what happens at the cap.
     pub max_connections: usize,
+}
+
+/// The connections that fit in `memory_limit` bytes beside the request-body budget and the
+/// process's own `baseline`; `None` when there is no limit to fit in.
+pub fn memory_cap(memory_limit: Option<u64>, body_budget: usize, baseline: usize) -> Option<usize> {
+    let limit = usize::try_from(memory_limit?).unwrap_or(usize::MAX);
+    let room = limit.saturating_sub(body_budget).saturating_sub(baseline);
+    Some((room / CONNECTION_BYTES).max(1))
 }
 
 impl Default for Limits {
@@ -344,12 +363,15 @@ impl Connection {
                 .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
                 .initial_stream_window_size(256 * 1024)
                 .initial_connection_window_size(1024 * 1024)
+                // hyper's default lets one stream's headers grow to 16 MiB.
+                .max_header_list_size(MAX_HEAD_BYTES as u32)
                 .serve_connection(io, service);
             self.drive(connection).await;
         } else {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.limits.header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(io, service);
             self.drive(connection).await;
         }
@@ -409,5 +431,26 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_bounds_the_connections_beside_the_body_budget() {
+        const MIB: u64 = 1024 * 1024;
+        // The shipped Deployment: 256 MiB, a 64 MiB body budget, 48 MiB for the rest.
+        let shipped = memory_cap(Some(256 * MIB), 64 << 20, 48 << 20).unwrap();
+        assert_eq!(shipped, 1152);
+        assert!(
+            shipped >= Limits::default().max_connections,
+            "the default cap fits"
+        );
+        // A tighter limit lowers the cap; one below the budget still leaves one.
+        assert_eq!(memory_cap(Some(128 * MIB), 64 << 20, 48 << 20), Some(128));
+        assert_eq!(memory_cap(Some(32 * MIB), 64 << 20, 48 << 20), Some(1));
+        assert_eq!(memory_cap(None, 64 << 20, 48 << 20), None);
     }
 }

@@ -56,9 +56,28 @@ pub struct ServeConfig {
 /// metrics port.
 const RESERVED_FDS: u64 = 128;
 
-/// Raises the soft open-file limit to the hard one and returns the connection cap that
-/// fits under it, so the cap (not EMFILE) decides which connections are turned away.
-fn connection_cap(wanted: usize) -> usize {
+/// Memory the process uses besides connections and request bodies (caches, runtime,
+/// certificates; about 26 MiB idle in a cluster), with room for growth.
+const BASELINE_MEMORY: usize = 48 * 1024 * 1024;
+
+/// The container's memory limit: cgroup v2's `memory.max`, else cgroup v1's limit; `None`
+/// when unlimited or unknown.
+fn memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| text.trim().parse::<u64>().ok())
+    // cgroup v1 reports "no limit" as a number near i64::MAX.
+    .filter(|&bytes| bytes < 1 << 50)
+}
+
+/// The connection cap: `wanted`, lowered to what the open-file limit (raised to its hard
+/// limit first) and the memory limit beside the body budget allow, so the cap (not EMFILE
+/// or the OOM killer) decides which connections are turned away.
+fn connection_cap(wanted: usize, body_budget: usize) -> usize {
     let fds = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let fits = usize::try_from(fds.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
     if fits < wanted {
@@ -68,7 +87,18 @@ fn connection_cap(wanted: usize) -> usize {
             "the open-file limit is below --max-connections; using a lower cap"
         );
     }
-    wanted.min(fits)
+    let limit = memory_limit();
+    let room = listener::memory_cap(limit, body_budget, BASELINE_MEMORY).unwrap_or(usize::MAX);
+    if room < wanted.min(fits) {
+        tracing::warn!(
+            memory_limit = limit.unwrap_or_default(),
+            body_budget,
+            per_connection = listener::CONNECTION_BYTES,
+            max_connections = room,
+            "the memory limit holds fewer connections than --max-connections beside the body budget; using a lower cap"
+        );
+    }
+    wanted.min(fits).min(room)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +211,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         budget: metrics.body_budget(config.body_budget),
     };
     let limits = listener::Limits {
-        max_connections: connection_cap(config.limits.max_connections),
+        max_connections: connection_cap(config.limits.max_connections, config.body_budget),
         ..config.limits
     };
     let https = bind(config.addr).await?;
