@@ -133,8 +133,31 @@ fn statefulset_review(body: &[u8]) -> Option<Request<'_>> {
     }))
 }
 
+/// The longest request uid accepted. The API server sends a UUID (36 bytes); the uid is
+/// echoed in every answer and log line, so a longer one is refused rather than copied.
+pub const MAX_UID_BYTES: usize = 128;
+
+/// The first `max` characters of a string the client sent, for a message.
+fn clipped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Parses an `admission.k8s.io/v1` AdmissionReview, or says in one line why `body` is not one.
 pub fn parse(body: &[u8]) -> Result<Request<'_>, String> {
+    let request = parse_review(body)?;
+    if request.uid.len() > MAX_UID_BYTES {
+        return Err(format!(
+            "the request uid is {} bytes; an API server sends a UUID, and at most {MAX_UID_BYTES} bytes are accepted",
+            request.uid.len()
+        ));
+    }
+    Ok(request)
+}
+
+fn parse_review(body: &[u8]) -> Result<Request<'_>, String> {
     if let Some(request) = statefulset_review(body) {
         return Ok(request);
     }
@@ -155,7 +178,8 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, String> {
         return Err(format!(
             "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {:?} kind {:?}; register the \
              webhook with admissionReviewVersions: [v1]",
-            version.api_version, version.kind
+            clipped(&version.api_version, 64),
+            clipped(&version.kind, 64)
         ));
     }
     Ok(review
@@ -187,6 +211,31 @@ impl Request<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uid_longer_than_any_api_server_sends_is_refused_and_never_echoed() {
+        let body = review("statefulsets", "", "null");
+        let long = String::from_utf8(body)
+            .unwrap()
+            .replace(r#""uid":"u1""#, &format!(r#""uid":"{}""#, "x".repeat(3000)));
+        let error = parse(long.as_bytes()).unwrap_err();
+        assert!(
+            error.contains("3000 bytes") && !error.contains("xxx"),
+            "{error}"
+        );
+        let uuid = review("statefulsets", "", "null");
+        let uuid = String::from_utf8(uuid)
+            .unwrap()
+            .replace("u1", "0f2d4c5e-7a1b-4c3d-9e8f-001122334455");
+        assert!(parse(uuid.as_bytes()).is_ok());
+        // A long apiVersion is clipped in the message.
+        let other = format!(
+            r#"{{"apiVersion":"{}","kind":"AdmissionReview"}}"#,
+            "v".repeat(5000)
+        );
+        let error = parse(other.as_bytes()).unwrap_err();
+        assert!(error.len() < 400, "{error}");
+    }
 
     fn review(resource: &str, sub_resource: &str, object: &str) -> Vec<u8> {
         format!(
