@@ -37,20 +37,20 @@ pub const MAX_STATUS_BYTES: u64 = 1024 * 1024;
 const MAX_ITEMS: usize = 200;
 const MAX_TEXT: usize = 512;
 
+/// Characters that change how the text around them shows without being control
+/// characters: bidirectional overrides, embeddings, isolates and marks (a "Trojan Source"
+/// line reads differently from what it is).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A string a pod supplied, made safe to print on an operator's terminal: control
-/// characters (escape sequences, carriage returns) removed and the length clipped.
+/// characters (escape sequences, carriage returns) and bidirectional controls removed and
+/// the length clipped.
 pub fn clean(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_TEXT)
-        .collect();
-    if text
-        .chars()
-        .filter(|c| !c.is_control())
-        .nth(MAX_TEXT)
-        .is_some()
-    {
+    let shown = |c: &char| !c.is_control() && !is_bidi_control(*c);
+    let mut out: String = text.chars().filter(shown).take(MAX_TEXT).collect();
+    if text.chars().filter(shown).nth(MAX_TEXT).is_some() {
         out.push('…');
     }
     out
@@ -60,6 +60,16 @@ pub fn clean(text: &str) -> String {
 /// safe to paste into a command.
 fn is_member_id(id: &str) -> bool {
     (1..=16).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A Kafka voter id as the helper prints it, `<node id>@<directory id>`, parsed as the types
+/// they are (an i32, Kafka's 22-character base64url uuid), so that only such values are
+/// pasted into a command.
+fn kraft_voter(id: &str) -> Option<(i32, &str)> {
+    let (node, dir) = id.split_once('@')?;
+    let node: i32 = node.parse().ok()?;
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    (dir.len() == 22 && dir.bytes().all(base64url)).then_some((node, dir))
 }
 
 impl Reported {
@@ -218,12 +228,19 @@ pub fn judge(
     let mut hints = Vec::new();
     if let Some(m) = stale.first() {
         let remove = if source.flavor == Flavor::Kraft {
-            let (id, dir) = m.id.split_once('@').unwrap_or((m.id.as_str(), ""));
-            format!(
-                "remove it with: {exec} -- /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller \
-                 localhost:{port} remove-controller --controller-id {id} --controller-directory-id {dir}",
-                port = crate::policy::flavor::kraft::DEFAULT_CONTROLLER_PORT
-            )
+            let port = crate::policy::flavor::kraft::DEFAULT_CONTROLLER_PORT;
+            match kraft_voter(&m.id) {
+                Some((id, dir)) => format!(
+                    "remove it with: {exec} -- /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller \
+                     localhost:{port} remove-controller --controller-id {id} --controller-directory-id {dir}"
+                ),
+                None => format!(
+                    "its reported id {:?} is not <node id>@<directory id>, so no command is suggested; list the \
+                     voters with: {exec} -- /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller \
+                     localhost:{port} describe --status",
+                    m.id
+                ),
+            }
         } else if source.flavor != Flavor::Etcd {
             format!(
                 "the application removes it through its leave URL (annotation {}); the raft-injector-reconcile \
@@ -428,6 +445,33 @@ mod tests {
             !hint.contains("reconcile"),
             "the sidecar never removes an unplaceable member: {hint}"
         );
+    }
+
+    #[test]
+    fn a_hostile_kafka_voter_id_is_never_pasted_and_bidi_controls_are_stripped() {
+        let source = Source {
+            flavor: Flavor::Kraft,
+            namespace: "q",
+            statefulset: "etcd",
+            pod: "etcd-0",
+            container: "kafka",
+        };
+        for id in [
+            "4@$(reboot)aaaaaaaaaaaaaaa",
+            "4;id@fXn9NbCVWXLJ1CKsUSpd6w",
+            "4@fXn9NbCVWXLJ1CKsUSpd6w;x",
+            "4@`id`NbCVWXLJ1CKsUSpd6w",
+        ] {
+            let mut members = three();
+            members.push(member(id, "etcd-4", true));
+            let check = judge("g", &source, THREE, &reported(members).cleaned(), false);
+            let hint = check.hint.unwrap_or_default();
+            assert!(
+                !hint.contains("remove-controller") && hint.contains("no command is suggested"),
+                "{id}: {hint}"
+            );
+        }
+        assert_eq!(clean("ab\u{202e}cd\u{2066}e\u{200f}"), "abcde");
     }
 
     #[test]
