@@ -429,6 +429,15 @@ fn kraft_flavor_configures_a_dynamic_quorum_of_controllers() {
         "{:?}",
         verdict.warnings
     );
+    // Plaintext is said on create, on the port in use, and not on later applies.
+    let plaintext = |v: &raft_injector::policy::Verdict| {
+        v.warnings
+            .iter()
+            .filter(|w| w.contains("PLAINTEXT") && w.contains("port 19093"))
+            .count()
+    };
+    assert_eq!(plaintext(&verdict), 1, "{:?}", verdict.warnings);
+    assert_eq!(plaintext(&common::check(&sts, Some(&svc), Some(&sts))), 0);
     let out = injected(&sts, Some(&svc));
     let host = |i: u8| format!("quorum-{i}.kq.default.svc.cluster.local:19093");
     for (name, value) in [

@@ -130,13 +130,21 @@ pub fn extend_env(r: &Resolved, env: &mut Vec<EnvVar>) {
 
 /// What admission warns about for KRaft controllers.
 pub fn warnings(sts: &StatefulSet, r: &Resolved, ctx: &Context, verdict: &mut Verdict) {
-    if r.tls_secret.is_some() && ctx.old.is_none() {
-        verdict.warnings.push(format!(
-            "the kraft flavor does not configure TLS on the controller listener yet: {TLS_SECRET_ANNOTATION} \
-             mounts the Secret, but the listener and the helper's calls stay PLAINTEXT — limit who reaches port \
-             {} with a NetworkPolicy",
-            r.peer_port
-        ));
+    // Said once, when the StatefulSet is created (not on every later apply), as for etcd.
+    if ctx.old.is_none() {
+        let port = r.peer_port;
+        verdict.warnings.push(match r.tls_secret {
+            Some(_) => format!(
+                "the kraft flavor does not configure TLS on the controller listener yet: {TLS_SECRET_ANNOTATION} \
+                 mounts the Secret, but the listener and the helper's calls stay PLAINTEXT — limit who reaches port \
+                 {port} with a NetworkPolicy"
+            ),
+            None => format!(
+                "the controller listener (port {port}) is PLAINTEXT and accepts any client, so any pod that reaches \
+                 it can read the cluster metadata and add or remove voters (AddRaftVoter, RemoveRaftVoter) — limit \
+                 who reaches port {port} with a NetworkPolicy (README: Kafka KRaft)"
+            ),
+        });
     }
     super::rules::warn_url_annotations_ignored(
         sts,
