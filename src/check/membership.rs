@@ -328,6 +328,14 @@ mod tests {
         container: "etcd",
     };
 
+    const KRAFT: Source = Source {
+        flavor: Flavor::Kraft,
+        namespace: "q",
+        statefulset: "etcd",
+        pod: "etcd-0",
+        container: "kafka",
+    };
+
     fn three() -> Vec<ReportedMember> {
         vec![
             member("a1", "etcd-0", true),
@@ -375,13 +383,7 @@ mod tests {
 
     #[test]
     fn kraft_observers_are_not_drift_and_a_stale_voter_gets_kafkas_own_command() {
-        let source = Source {
-            flavor: Flavor::Kraft,
-            namespace: "q",
-            statefulset: "etcd",
-            pod: "etcd-0",
-            container: "kafka",
-        };
+        let source = KRAFT;
         let mut members = three();
         // A broker, and a controller not yet added: observers, unnamed.
         for id in ["100@DE4PHU0oTIUaExzaEz-YhA", "3@KRw1pnHfZ9vQm9hdlppfmQ"] {
@@ -449,13 +451,7 @@ mod tests {
 
     #[test]
     fn a_hostile_kafka_voter_id_is_never_pasted_and_bidi_controls_are_stripped() {
-        let source = Source {
-            flavor: Flavor::Kraft,
-            namespace: "q",
-            statefulset: "etcd",
-            pod: "etcd-0",
-            container: "kafka",
-        };
+        let source = KRAFT;
         for id in [
             "4@$(reboot)aaaaaaaaaaaaaaa",
             "4;id@fXn9NbCVWXLJ1CKsUSpd6w",
