@@ -209,6 +209,13 @@ fn every_admission_of_the_examples_is_decided_the_same_with_the_slim_objects() {
                 }),
             ),
             (
+                "env from a ConfigMap and a Secret",
+                with_container(|c| {
+                    c["envFrom"] = serde_json::json!([{"configMapRef": {"name": "kv-env"}},
+                        {"prefix": "S_", "secretRef": {"name": "kv-secret", "optional": true}}]);
+                }),
+            ),
+            (
                 "args without a command",
                 with_container(|c| {
                     c.as_object_mut().unwrap().remove("command");
@@ -238,7 +245,7 @@ fn every_admission_of_the_examples_is_decided_the_same_with_the_slim_objects() {
             cases += 1;
         }
     }
-    assert_eq!(cases, 60);
+    assert_eq!(cases, 63);
 }
 
 #[test]

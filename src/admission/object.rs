@@ -26,8 +26,8 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Lifecycle, PersistentVolumeClaim, PodSpec, PodTemplateSpec,
-    Probe, SecurityContext, Volume, VolumeMount,
+    Container, ContainerPort, EnvFromSource, EnvVar, Lifecycle, PersistentVolumeClaim, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -117,6 +117,8 @@ struct Slim {
     working_dir: Option<String>,
     ports: Option<Vec<Port>>,
     env: Option<ExactEnv>,
+    /// Copied to the join container, which must see the environment the application sees.
+    env_from: Option<Vec<EnvFromSource>>,
     volume_mounts: Option<Vec<VolumeMount>>,
     security_context: Option<SecurityContext>,
     lifecycle: Option<Lifecycle>,
@@ -248,6 +250,7 @@ impl Slim {
                     .collect()
             }),
             env: self.env.map(|env| env.0),
+            env_from: self.env_from,
             volume_mounts: self.volume_mounts,
             security_context: self.security_context,
             lifecycle: self.lifecycle,
