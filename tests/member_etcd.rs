@@ -747,6 +747,8 @@ fn member_lifecycle_on_real_etcd() {
     );
     for i in [1, 3] {
         c.stop(i);
+        // A new pod: its helper volume (an emptyDir) starts empty.
+        let _ = std::fs::remove_file(c.helper_dir(i).join("etcd-join.env"));
         let hidden = c.work.path().join(format!("data-{i}-elsewhere"));
         std::fs::rename(c.data_dir(i), &hidden).unwrap();
         let out = c.join_with(i, |env| {
