@@ -370,6 +370,66 @@ fn the_join_container_sees_etcds_whole_environment_and_only_its_flags_are_read()
     );
 }
 
+#[test]
+fn injected_containers_run_the_runtime_seccomp_profile_and_the_join_never_inherits_privilege() {
+    use k8s_openapi::api::core::v1::{Capabilities, SeccompProfile, SecurityContext};
+    let (mut sts, svc) = etcd();
+    pod_mut(&mut sts).containers[0].security_context = Some(SecurityContext {
+        privileged: Some(true),
+        run_as_user: Some(1001),
+        capabilities: Some(Capabilities {
+            add: Some(vec!["SYS_ADMIN".to_owned()]),
+            drop: Some(vec!["NET_RAW".to_owned()]),
+        }),
+        ..SecurityContext::default()
+    });
+    let out = injected(&sts, Some(&svc));
+    for name in [
+        "raft-injector",
+        "raft-injector-join",
+        "raft-injector-reconcile",
+    ] {
+        let context = init_container(&out, name).security_context.clone().unwrap();
+        assert_eq!(
+            context.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault"),
+            "{name}"
+        );
+        assert_eq!(context.allow_privilege_escalation, Some(false), "{name}");
+    }
+    let join = init_container(&out, "raft-injector-join")
+        .security_context
+        .clone()
+        .unwrap();
+    assert_eq!(join.privileged, None);
+    assert_eq!(
+        join.run_as_user,
+        Some(1001),
+        "the join writes the volume as etcd does"
+    );
+    let capabilities = join.capabilities.unwrap();
+    assert_eq!(
+        (capabilities.add, capabilities.drop),
+        (None, Some(vec!["NET_RAW".to_owned()]))
+    );
+
+    // A profile of the user's own is kept.
+    let own = SeccompProfile {
+        type_: "Localhost".to_owned(),
+        localhost_profile: Some("profiles/etcd.json".to_owned()),
+    };
+    pod_mut(&mut sts).containers[0].security_context = Some(SecurityContext {
+        seccomp_profile: Some(own.clone()),
+        ..SecurityContext::default()
+    });
+    let out = injected(&sts, Some(&svc));
+    let join = init_container(&out, "raft-injector-join")
+        .security_context
+        .clone()
+        .unwrap();
+    assert_eq!(join.seccomp_profile, Some(own));
+}
+
 fn kafka() -> (StatefulSet, Service) {
     (
         statefulset("examples/kafka.yaml"),

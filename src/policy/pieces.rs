@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction,
-    LifecycleHandler, ResourceRequirements, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount,
+    LifecycleHandler, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub(crate) fn join_init_container<'a>(
         name: JOIN_INIT_CONTAINER,
         resources: None,
         restart_policy: None,
-        security_context: target.security_context.clone(),
+        security_context: Some(join_security_context(target)),
         volume_mounts: Some(mounts),
         working_dir: target.working_dir.as_deref(),
     }
@@ -245,8 +245,38 @@ pub(crate) fn restricted_security_context() -> SecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(65532),
         run_as_group: Some(65532),
+        seccomp_profile: Some(runtime_default()),
         ..SecurityContext::default()
     }
+}
+
+/// The container runtime's default seccomp profile (Pod Security "restricted" asks for it).
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
+    }
+}
+
+/// The join container's security context: the target's (it writes the target's volumes as
+/// the target's user), without what the helper never needs: `privileged`, added
+/// capabilities and privilege escalation; and with the runtime's seccomp profile unless the
+/// target names a profile of its own.
+fn join_security_context(target: &Container) -> SecurityContext {
+    let mut context = target.security_context.clone().unwrap_or_default();
+    context.privileged = None;
+    context.allow_privilege_escalation = Some(false);
+    if let Some(capabilities) = &mut context.capabilities {
+        capabilities.add = None;
+    }
+    let own_profile = context
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Localhost" || p.type_ == "RuntimeDefault");
+    if !own_profile {
+        context.seccomp_profile = Some(runtime_default());
+    }
+    context
 }
 
 /// The init container that copies the helper binary into the shared volume.
