@@ -55,21 +55,6 @@ pub fn fill(url: &HookUrl, env: &MemberEnv) -> String {
         .replace("{address}", &env.address)
 }
 
-/// An answer's body, refused once it grows beyond `limit` bytes.
-pub async fn read_bounded(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("the answer is larger than {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// The StatefulSet's URL annotation of `hook`, parsed; `None` when it is not set.
 pub fn hook_url(sts: &StatefulSet, hook: Hook) -> Result<Option<HookUrl>, MemberError> {
     sts.metadata
@@ -125,7 +110,11 @@ async fn call(
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
+                    // Only the start of it is shown; a larger body is not read.
+                    let body = super::body::read_bounded(response, super::body::MAX_ERROR_BYTES)
+                        .await
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_else(|too_large| too_large);
                     last = MemberError::HookRefused {
                         hook,
                         url: target.clone(),
@@ -401,7 +390,7 @@ impl GenericCluster {
                 last: e.to_string(),
             })?;
         let status = response.status().as_u16();
-        let body = read_bounded(response, MAX_ANSWER_BYTES)
+        let body = super::body::read_bounded(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| refused(status, e))?;
         if !(200..300).contains(&status) {

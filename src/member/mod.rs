@@ -5,6 +5,7 @@
 //! starts etcd with what `join` decided; `member reconcile` (etcd sidecar) repairs a leave
 //! that did not finish.
 
+pub mod body;
 pub mod cluster;
 pub mod etcd;
 pub mod events;

@@ -126,6 +126,24 @@ struct MemberAdd {
     members: Vec<Member>,
 }
 
+/// The most of an answer the gateway reads: a member list of etcd's largest clusters is a
+/// few KiB.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// An answer read as JSON, refused unread past [`MAX_ANSWER_BYTES`].
+async fn json_bounded(endpoint: &str, response: reqwest::Response) -> Result<Value, EtcdError> {
+    let refused = |status: u16, message: String| EtcdError::Refused {
+        endpoint: endpoint.to_owned(),
+        status,
+        message,
+    };
+    let status = response.status().as_u16();
+    let body = crate::member::body::read_bounded(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|why| refused(status, why))?;
+    serde_json::from_slice(&body).map_err(|e| refused(status, format!("not JSON: {e}")))
+}
+
 /// Talks to one etcd client URL at a time.
 #[derive(Clone)]
 pub struct Gateway {
@@ -168,7 +186,7 @@ impl Gateway {
             .await
             .map_err(http)?;
         let status = response.status();
-        let value: Value = response.json().await.map_err(http)?;
+        let value = json_bounded(endpoint, response).await?;
         if status.is_success() {
             Ok(value)
         } else {
@@ -266,7 +284,7 @@ impl Gateway {
             .send()
             .await
             .map_err(http)?;
-        let value: Value = response.json().await.map_err(http)?;
+        let value = json_bounded(endpoint, response).await?;
         Ok(value["etcdcluster"]
             .as_str()
             .filter(|v| !v.is_empty() && *v != "not_decided")
@@ -467,6 +485,51 @@ impl Membership for EtcdCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that answers every request with a 200 whose body never ends.
+    async fn endless_peer() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n[";
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'1'; 64 * 1024];
+                    // Bounded: 64 MiB at most, then the peer gives up.
+                    for _ in 0..1024 {
+                        if stream.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_any_member_list_is_refused_unread() {
+        let peer = endless_peer().await;
+        let gateway = Gateway::default();
+        let error = gateway
+            .member_list(&peer, true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("larger than 1048576 bytes"), "{error}");
+        let error = gateway
+            .formed_cluster_version(&peer)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("larger than"), "{error}");
+    }
 
     #[test]
     fn status_reads_the_ids_the_gateway_sends_as_strings() {
