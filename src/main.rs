@@ -216,6 +216,14 @@ fn member_command(command: MemberCommand) -> anyhow::Result<ExitCode> {
                 };
                 match joined {
                     Ok(outcome) => {
+                        if matches!(outcome, JoinOutcome::HasData | JoinOutcome::Joined { .. }) {
+                            // A member resumed or joined: the cluster formed. Record it now,
+                            // rather than only at the sidecar's next pass.
+                            if let Ok(Some(cluster)) = raft_injector::member::flavors::for_member(&env, None) {
+                                raft_injector::member::formation::ensure_quietly(&env, &cluster, EVENT_TIMEOUT * 2)
+                                    .await;
+                            }
+                        }
                         let (reason, message) = match &outcome {
                             JoinOutcome::Bootstrap => (
                                 "MemberBootstrapping",

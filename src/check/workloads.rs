@@ -3,7 +3,7 @@
 //! the running webhook, and the Raft member list matches `spec.replicas`.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::{AttachParams, ListParams};
 use kube::{Api, Client};
 use tokio::io::AsyncReadExt as _;
@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt as _;
 use super::install::Installation;
 use super::membership::{self, Reported, Source};
 use super::{bounded, Check, Options, Report};
+use crate::member::formation::{self, Formation};
 use crate::policy::flavor::Flavor;
 use crate::policy::names::{
     HELPER_BINARY, HELPER_INIT_CONTAINER, HELPER_MOUNT_PATH, INJECTION_LABEL, RAFT_LABEL,
@@ -85,7 +86,64 @@ pub async fn check(
         report.push(injection(&group, sts, status.as_ref(), version, &settings));
         if let Some(status) = status {
             report.push(members(client, options, &group, sts, &namespace, status.flavor).await);
+            let record = bounded(
+                options.timeout,
+                Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                    .get_opt(&formation::record_name(&name)),
+            )
+            .await;
+            report.push(formation_recorded(&group, sts, record));
         }
+    }
+}
+
+/// Whether the record that the cluster formed exists (`member::formation`): without it, a
+/// member whose volume is lost while the others are down can only go by the peers' word.
+pub fn formation_recorded(
+    group: &str,
+    sts: &StatefulSet,
+    record: Result<Option<ConfigMap>, String>,
+) -> Check {
+    const CHECK: &str = "the cluster's formation is recorded";
+    let namespace = sts.metadata.namespace.as_deref().unwrap_or_default();
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    let record_name = formation::record_name(name);
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            return Check::warn(
+                group,
+                CHECK,
+                format!("cannot read ConfigMap {record_name}: {e}"),
+            )
+        }
+    };
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    match formation::judge(sts.metadata.uid.as_deref().unwrap_or_default(), record.as_ref()) {
+        Formation::Formed { record, at, .. } => {
+            Check::pass(group, CHECK).detail(format!("formed {at}, recorded in {record}"))
+        }
+        Formation::Unknown(why) => Check::warn(group, CHECK, why),
+        Formation::NotRecorded if ready == 0 => {
+            Check::skip(group, CHECK, "no member is Ready yet: not formed")
+        }
+        Formation::NotRecorded => Check::warn(
+            group,
+            CHECK,
+            format!(
+                "{ready} members are Ready but ConfigMap {namespace}/{record_name} does not exist: a member whose \
+                 volume is lost while the others are down can then only go by the peers' word. The sidecar \
+                 raft-injector-reconcile writes it at its first pass that sees a leader"
+            ),
+        )
+        .hint(format!(
+            "kubectl -n {namespace} logs {name}-0 -c raft-injector-reconcile | grep -i formation; the pods' \
+             ServiceAccount needs get and create on configmaps (the raft-injector-member ClusterRole of this release)"
+        )),
     }
 }
 
@@ -366,6 +424,39 @@ async fn member_status(
 mod tests {
     use super::*;
     use crate::check::Outcome;
+
+    #[test]
+    fn the_formation_record_passes_when_present_and_warns_when_missing_on_a_running_cluster() {
+        let mut sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "etcd", "namespace": "demo", "uid": "u-1"},
+            "status": {"replicas": 3, "readyReplicas": 3}
+        }))
+        .unwrap();
+        let record: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "etcd-raft-formed", "namespace": "demo",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "etcd", "uid": "u-1"}]},
+            "data": {"formed-at": "2026-12-08T00:00:00Z"}
+        }))
+        .unwrap();
+        let present = formation_recorded("g", &sts, Ok(Some(record.clone())));
+        assert_eq!(present.outcome, Outcome::Pass, "{present:?}");
+        assert!(present.detail.unwrap().contains("2026-12-08T00:00:00Z"));
+        let missing = formation_recorded("g", &sts, Ok(None));
+        assert_eq!(missing.outcome, Outcome::Warn);
+        assert!(missing.detail.unwrap().contains("demo/etcd-raft-formed"));
+        assert!(missing.hint.unwrap().contains("configmaps"));
+        // Another StatefulSet's record (this one was recreated): a warning that says so.
+        sts.metadata.uid = Some("u-2".to_owned());
+        let stale = formation_recorded("g", &sts, Ok(Some(record)));
+        assert_eq!(stale.outcome, Outcome::Warn);
+        assert!(stale.detail.unwrap().contains("earlier StatefulSet"));
+        // Nothing Ready: not formed, nothing to say.
+        sts.status.as_mut().unwrap().ready_replicas = Some(0);
+        assert_eq!(
+            formation_recorded("g", &sts, Ok(None)).outcome,
+            Outcome::Skip
+        );
+    }
 
     fn statefulset(init_image: Option<&str>, status: Option<&Status>) -> StatefulSet {
         let mut sts: StatefulSet = serde_json::from_value(serde_json::json!({

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod events;
 pub mod exec;
 pub mod flavors;
+pub mod formation;
 pub mod generic;
 pub mod kraft;
 pub mod leave;
@@ -124,6 +125,22 @@ pub enum MemberError {
          under this member's old name"
     )]
     FormedWithoutQuorum { formed: String, version: String },
+    #[error(
+        "this member's volume is empty, but the cluster formed before ({record}, formed {at}); it is not started \
+         as its old member with an empty log, nor as a new cluster. No quorum of the other members answers \
+         ({tried}): waiting for them to come back, then this member is replaced as a new member. If every \
+         member's volume is gone for good, delete the StatefulSet and the ConfigMap and create the cluster anew"
+    )]
+    VolumeLost {
+        record: String,
+        at: String,
+        tried: String,
+    },
+    #[error(
+        "this member's volume is empty and whether the cluster formed before cannot be told: {0}; not starting \
+         (a new cluster under this member's old identity could lose committed data)"
+    )]
+    FormationUnknown(String),
     #[error("gave up after {0:?}: {1}")]
     Deadline(std::time::Duration, String),
     #[error("the {hook} URL {url} answered {status}: {body}")]

@@ -19,6 +19,9 @@
 //!   being deleted;
 //! - only with a quorum of healthy voting members left after the removal (the same check
 //!   `leave` makes), through the leader.
+//!
+//! Each sidecar also writes the record that the cluster formed (`member::formation`) at its
+//! first pass that sees a leader, unless the record exists.
 
 use std::time::Duration;
 
@@ -28,6 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::cluster::{Membership, RaftMember};
 use super::events::{record, Kind};
 use super::flavors::for_member;
+use super::formation::{self, Ensured};
 use super::kraft::join::{ensure_voter, Step};
 use super::Removal;
 use super::{MemberEnv, MemberError};
@@ -206,6 +210,8 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
         None => None,
     };
     let mut told_no_url = false;
+    // Whether the record that the cluster formed is known to exist (`member::formation`).
+    let mut recorded = false;
     let mut last_told: Option<String> = None;
     let mut stop = std::pin::pin!(shutdown());
     tracing::info!(member = %env.pod_name, ?interval, "watching for members outside the replica range");
@@ -239,6 +245,25 @@ pub async fn run(env: &MemberEnv, interval: Duration) -> Result<(), MemberError>
                     }
                 }
             };
+            if let (false, Some(cluster)) = (recorded, cluster) {
+                let ensured =
+                    tokio::time::timeout(budget, formation::ensure(env, client, cluster)).await;
+                match ensured {
+                    Ok(Ok(Ensured::Created(message))) => {
+                        tracing::info!("member reconcile: {message}");
+                        record(env, Kind::Normal, "ClusterFormed", &message, EVENT_TIMEOUT).await;
+                        recorded = true;
+                    }
+                    Ok(Ok(Ensured::Present)) => recorded = true,
+                    Ok(Err(why)) => {
+                        tracing::info!(%why, "member reconcile: formation not recorded yet")
+                    }
+                    Err(_) => tracing::warn!(
+                        ?budget,
+                        "member reconcile: recording the formation did not finish in time"
+                    ),
+                }
+            }
             if let Some(super::flavors::Flavor::Kraft(kraft)) = cluster {
                 let step = tokio::time::timeout(budget, kraft_step(env, kraft, client)).await;
                 match step {

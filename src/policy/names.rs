@@ -17,6 +17,9 @@ pub const JOIN_URL_ANNOTATION: &str = "raft-injector.io/join-url";
 pub const MEMBERS_URL_ANNOTATION: &str = "raft-injector.io/members-url";
 /// Flavor kraft: added to a member's ordinal to make its Kafka `node.id` (default 0).
 pub const NODE_ID_OFFSET_ANNOTATION: &str = "raft-injector.io/node-id-offset";
+/// The ConfigMap `<statefulset><suffix>` that records that a Raft cluster formed
+/// (`member::formation`).
+pub const FORMATION_RECORD_SUFFIX: &str = "-raft-formed";
 pub const STATUS_ANNOTATION: &str = "raft-injector.io/status";
 
 /// Set by the StatefulSet controller on every pod (beta and on by default since 1.28).

@@ -14,7 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use super::decide::{decide, Action, Answer, Data, WaitFor};
 use super::{is_self, label, list_from_any, ordinal_in, remove_member, Gateway, Member};
+use crate::member::events;
+use crate::member::formation::{self, Formation};
 use crate::member::{DataState, EtcdEnv, JoinOutcome, MemberEnv, MemberError, JOIN_ENV_FILE};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MemberError + '_ {
@@ -187,90 +190,251 @@ async fn decide_and_join(
         .into_iter()
         .map(|host| etcd.client_url_of(&host))
         .collect();
-    let bootstrap_member = env.is_bootstrap_member();
-
-    let mut data_set_aside = None;
-    let why;
-    match etcd.data_state() {
-        DataState::Present(found) => {
-            // Still a member? Then etcd resumes. Removed earlier (a scale-down that kept the
-            // volume)? Then its data would make etcd refuse to start: set it aside and join
-            // anew. Asked of the leader (a linearizable read): a lagging member's list could
-            // still miss a recent add. No quorum: start from the data, never wait for one.
-            match list_from_any(gateway, &endpoints, true).await {
-                Ok(members) if !members.iter().any(|m| is_self(m, env)) => {
-                    let aside = set_stale_data_aside(etcd)?;
-                    tracing::warn!(
-                        member = %env.pod_name,
-                        moved_to = %aside.display(),
-                        "this member was removed from the cluster; its old data is set aside and it joins again"
-                    );
-                    data_set_aside = Some(aside);
-                    why = "its data belongs to a member removed earlier".to_owned();
-                }
-                Ok(_) => return Ok(JoinOutcome::HasData),
-                Err(error) => {
+    let bootstrap = env.is_bootstrap_member();
+    let state = etcd.data_state();
+    let data = match &state {
+        DataState::Present(_) => Data::Found,
+        DataState::Absent => Data::Empty,
+        DataState::Unsure(_) => Data::Unsure,
+    };
+    if data != Data::Found && bootstrap && endpoints.is_empty() {
+        return Ok(JoinOutcome::Bootstrap); // a cluster of one: nobody else could know this member
+    }
+    // Only a bootstrap member without data could start a new cluster, so only it needs the
+    // record (and, without one, the peers' word) to tell a first start from a lost volume.
+    let formation = if data != Data::Found && bootstrap {
+        formation::read_until(env, deadline).await?
+    } else {
+        Formation::NotRecorded
+    };
+    let formed = matches!(formation, Formation::Formed { .. });
+    let probe_peers = data != Data::Found && bootstrap && !formed;
+    let peer_urls: Vec<String> = env
+        .other_peer_hosts()
+        .into_iter()
+        .map(|host| peer_url_of(etcd, &host))
+        .collect();
+    let looked_at = etcd.data_dir.display().to_string();
+    let first_ask = Instant::now();
+    let mut told = None;
+    loop {
+        let asked = ask(
+            env,
+            gateway,
+            &endpoints,
+            probe_peers.then_some(&peer_urls[..]),
+            first_ask.elapsed() >= cold_start_wait,
+        )
+        .await;
+        let action = decide(data, bootstrap, formed, asked.answer);
+        let why = match action {
+            Action::Resume => {
+                if let (Some(error), DataState::Present(found)) = (&asked.error, &state) {
                     tracing::info!(%error, found = %found.display(), "no quorum answered; starting from the existing data");
-                    return Ok(JoinOutcome::HasData);
                 }
+                return Ok(JoinOutcome::HasData);
             }
-        }
-        data if bootstrap_member => {
-            // First start of a bootstrap member, unless the cluster already knows it as
-            // started: then this member lost its data and must be replaced, but only when
-            // the helper is certain where etcd keeps its data.
-            let me = find_started_self(env, etcd, gateway, &endpoints, deadline, cold_start_wait)
-                .await?;
-            let Some(me) = me else {
-                return Ok(JoinOutcome::Bootstrap);
-            };
-            if let DataState::Unsure(unsure) = data {
+            Action::Bootstrap => return Ok(JoinOutcome::Bootstrap),
+            Action::Keep => {
+                let me = asked.me.as_ref();
                 return Err(MemberError::DataUnsure {
-                    member: format!("{:x} ({})", me.id, label(&me)),
-                    looked_at: etcd.data_dir.display().to_string(),
-                    why: unsure,
+                    member: me
+                        .map_or_else(String::new, |me| format!("{:x} ({})", me.id, label(me))),
+                    looked_at,
+                    why: match state {
+                        DataState::Unsure(why) => why,
+                        _ => String::new(),
+                    },
                 });
             }
-            tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
-            why = format!(
-                "a bootstrap member without data at {}, which the cluster lists as started \
-                 (member {:x}, name {}, peer URLs {})",
-                etcd.data_dir.display(),
-                me.id,
-                me.name,
-                me.peer_urls.join(" ")
-            );
-        }
-        data => {
-            // A scaled-up member without data joins; but one the cluster lists as started,
-            // whose data may be where the helper did not look, is kept (removing and adding
-            // it would start etcd on its real data under a removed ID).
-            if let DataState::Unsure(unsure) = data {
-                let listed = crate::member::retry_until(deadline, budget, "member list", || {
-                    list_from_any(gateway, &endpoints, true)
-                })
-                .await?;
-                if let Some(me) = listed.iter().find(|m| is_self(m, env) && m.is_started()) {
-                    return Err(MemberError::DataUnsure {
-                        member: format!("{:x} ({})", me.id, label(me)),
-                        looked_at: etcd.data_dir.display().to_string(),
-                        why: unsure,
+            Action::SetAsideAndJoin => {
+                let aside = set_stale_data_aside(etcd)?;
+                tracing::warn!(
+                    member = %env.pod_name,
+                    moved_to = %aside.display(),
+                    "this member was removed from the cluster; its old data is set aside and it joins again"
+                );
+                let why = "its data belongs to a member removed earlier".to_owned();
+                return finish_join(
+                    env,
+                    etcd,
+                    gateway,
+                    dir,
+                    &endpoints,
+                    deadline,
+                    budget,
+                    why,
+                    Some(aside),
+                )
+                .await;
+            }
+            Action::Replace => {
+                tracing::warn!(member = %env.pod_name, "member lost its data; replacing it in the cluster");
+                let me = asked.me.as_ref();
+                format!(
+                    "a {} member without data at {looked_at}, which the cluster lists as started \
+                     (member {:x}, name {}, peer URLs {})",
+                    if bootstrap { "bootstrap" } else { "scaled-up" },
+                    me.map_or(0, |m| m.id),
+                    me.map_or("", |m| m.name.as_str()),
+                    me.map_or_else(String::new, |m| m.peer_urls.join(" "))
+                )
+            }
+            Action::Join if bootstrap => {
+                "a bootstrap member without data that its cluster's member list does \
+                                          not name (it was removed earlier)"
+                    .to_owned()
+            }
+            Action::Join => {
+                let from = match env.ordinal_start {
+                    0 => String::new(),
+                    start => format!(" from ordinal {start}"),
+                };
+                format!(
+                    "ordinal {} is beyond the bootstrap set of {}{from}",
+                    env.ordinal, env.bootstrap_size
+                )
+            }
+            Action::Wait(wait) => {
+                let last = asked.error.clone().unwrap_or_default();
+                if Instant::now() + Duration::from_secs(10) >= deadline {
+                    return Err(match (wait, &formation) {
+                        (WaitFor::VolumeLost, Formation::Formed { record, at, .. }) => {
+                            MemberError::VolumeLost {
+                                record: record.clone(),
+                                at: at.clone(),
+                                tried: last,
+                            }
+                        }
+                        (WaitFor::FormedPeer, _) => MemberError::FormedWithoutQuorum {
+                            formed: asked.formed_peers.join(", "),
+                            version: asked.version.clone(),
+                        },
+                        _ => MemberError::Unreachable {
+                            tried: endpoints.join(", "),
+                            last,
+                        },
                     });
                 }
+                if told != Some(wait) {
+                    tell_wait(env, wait, &formation, &last).await;
+                    told = Some(wait);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            let from = match env.ordinal_start {
-                0 => String::new(),
-                start => format!(" from ordinal {start}"),
-            };
-            why = format!(
-                "ordinal {} is beyond the bootstrap set of {}{from}",
-                env.ordinal, env.bootstrap_size
+        };
+        return finish_join(
+            env, etcd, gateway, dir, &endpoints, deadline, budget, why, None,
+        )
+        .await;
+    }
+}
+
+/// Says once why the join waits: an Event for a lost volume, which an operator should see
+/// at once; a log line otherwise.
+async fn tell_wait(env: &MemberEnv, wait: WaitFor, formation: &Formation, error: &str) {
+    match (wait, formation) {
+        (WaitFor::VolumeLost, Formation::Formed { record, at, .. }) => {
+            let message = format!(
+                "its volume is empty, but the cluster formed before ({record}, formed {at}): waiting for a \
+                 quorum of the other members to replace it as a new member; it does not start a new \
+                 cluster under its old identity (no quorum answers yet: {error})"
             );
+            tracing::warn!("{message}");
+            events::record(
+                env,
+                events::Kind::Warning,
+                "MemberVolumeLost",
+                &message,
+                Duration::from_secs(3),
+            )
+            .await;
+        }
+        (WaitFor::FormedPeer, _) => {
+            tracing::warn!(%error, "no quorum answers, but a peer reports a cluster that formed before; waiting for a quorum")
+        }
+        (WaitFor::ColdStart, _) => tracing::info!(
+            "no member answers yet; waiting to tell a first start from a cluster that is down"
+        ),
+        _ => tracing::info!(%error, "no quorum answers yet; waiting"),
+    }
+}
+
+/// One look at the cluster, for [`decide`].
+struct Asked {
+    answer: Answer,
+    /// This member as the quorum lists it.
+    me: Option<Member>,
+    /// Why no quorum answered.
+    error: Option<String>,
+    /// Peers that report a formed cluster, and its version.
+    formed_peers: Vec<String>,
+    version: String,
+}
+
+/// Asks a quorum for the member list (a linearizable read); when none answers and
+/// `peer_urls` is given, asks each peer whether it restarted from a formed cluster's data
+/// (etcd serves its cluster version on the peer port before it has a quorum).
+async fn ask(
+    env: &MemberEnv,
+    gateway: &Gateway,
+    endpoints: &[String],
+    peer_urls: Option<&[String]>,
+    cold_wait_over: bool,
+) -> Asked {
+    let error = match list_from_any(gateway, endpoints, true).await {
+        Ok(members) => {
+            let me = members.into_iter().find(|m| is_self(m, env));
+            let answer = match &me {
+                Some(me) if me.is_started() => Answer::ListsStarted,
+                Some(_) => Answer::ListsNotStarted,
+                None => Answer::DoesNotList,
+            };
+            return Asked {
+                answer,
+                me,
+                error: None,
+                formed_peers: Vec::new(),
+                version: String::new(),
+            };
+        }
+        Err(error) => error.to_string(),
+    };
+    let mut formed_peers = Vec::new();
+    let mut version = String::new();
+    for url in peer_urls.unwrap_or_default() {
+        if let Ok(Some(v)) = gateway.formed_cluster_version(url).await {
+            formed_peers.push(url.clone());
+            version = v;
         }
     }
+    Asked {
+        answer: Answer::NoQuorum {
+            formed_peer: !formed_peers.is_empty(),
+            cold_wait_over,
+        },
+        me: None,
+        error: Some(error),
+        formed_peers,
+        version,
+    }
+}
 
+#[allow(clippy::too_many_arguments)]
+async fn finish_join(
+    env: &MemberEnv,
+    etcd: &EtcdEnv,
+    gateway: &Gateway,
+    dir: &Path,
+    endpoints: &[String],
+    deadline: Instant,
+    budget: Duration,
+    why: String,
+    data_set_aside: Option<PathBuf>,
+) -> Result<JoinOutcome, MemberError> {
     let initial_cluster = crate::member::retry_until(deadline, budget, "join", || {
-        join_once(env, etcd, gateway, &endpoints)
+        join_once(env, etcd, gateway, endpoints)
     })
     .await?;
     write_settings(dir, &initial_cluster)?;
@@ -280,71 +444,6 @@ async fn decide_and_join(
         initial_cluster,
         data_set_aside,
     })
-}
-
-/// For a bootstrap member without data: this member as a quorum of the cluster lists it,
-/// if the cluster lists it as started; `None` on a new cluster's first start.
-///
-/// With no quorum answering, a new cluster (every member still without data, waiting like
-/// this one) cannot be told apart from a formed one that is down, except by the members
-/// that restart from their data: etcd serves its cluster version on the peer port before
-/// it has a quorum. So this waits: while any peer reports a formed cluster, for a quorum
-/// (until the deadline; the pod then retries); otherwise for `cold_start_wait`, after which
-/// no member restarting from data showed up and this is a first start.
-async fn find_started_self(
-    env: &MemberEnv,
-    etcd: &EtcdEnv,
-    gateway: &Gateway,
-    endpoints: &[String],
-    deadline: Instant,
-    cold_start_wait: Duration,
-) -> Result<Option<Member>, MemberError> {
-    if endpoints.is_empty() {
-        return Ok(None); // a cluster of one: nobody else could know this member
-    }
-    let cold_until = Instant::now() + cold_start_wait;
-    let peer_urls: Vec<String> = env
-        .other_peer_hosts()
-        .into_iter()
-        .map(|host| peer_url_of(etcd, &host))
-        .collect();
-    loop {
-        if let Ok(members) = list_from_any(gateway, endpoints, true).await {
-            return Ok(members
-                .into_iter()
-                .find(|m| is_self(m, env) && m.is_started()));
-        }
-        let mut formed = Vec::new();
-        let mut version = String::new();
-        for url in &peer_urls {
-            if let Ok(Some(v)) = gateway.formed_cluster_version(url).await {
-                formed.push(url.clone());
-                version = v;
-            }
-        }
-        let now = Instant::now();
-        if !formed.is_empty() {
-            let error = MemberError::FormedWithoutQuorum {
-                formed: formed.join(", "),
-                version,
-            };
-            if now + Duration::from_secs(1) >= deadline {
-                return Err(error);
-            }
-            tracing::warn!(%error, "waiting");
-        } else if now >= cold_until {
-            tracing::info!(
-                waited = ?cold_start_wait,
-                "no member answered and none restarted from data; a new cluster's first start"
-            );
-            return Ok(None);
-        } else {
-            tracing::info!(
-                "no member answers yet; waiting to tell a first start from a cluster that is down"
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// The peer URL of the member on `host`, with this member's peer scheme and port.

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::cluster::{Membership, RaftMember, View};
 use super::{MemberEnv, MemberError, Removal};
 
+pub mod decide;
 pub mod join;
 
 pub use super::cluster::{host_of, ordinal_of, quorum, CALL_TIMEOUT};
@@ -449,10 +450,22 @@ impl Membership for EtcdCluster {
         } else {
             list_from_any(&self.gateway, &self.endpoints, true).await?
         };
-        let leader = match self.gateway.status(&self.own).await {
+        let mut leader = match self.gateway.status(&self.own).await {
             Ok(s) if s.leader != 0 => Some(format!("{:x}", s.leader)),
             _ => None,
         };
+        // This member's etcd may not run (the join container runs before it): a quorum
+        // answered the list, so the others know the leader.
+        if !local && leader.is_none() {
+            for endpoint in self.endpoints.iter().filter(|e| **e != self.own) {
+                if let Ok(s) = self.gateway.status(endpoint).await {
+                    if s.leader != 0 {
+                        leader = Some(format!("{:x}", s.leader));
+                        break;
+                    }
+                }
+            }
+        }
         Ok(View {
             me: members
                 .iter()

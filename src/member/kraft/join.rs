@@ -6,8 +6,9 @@
 //! - a bootstrap member of a cluster that never formed: `--initial-controllers` naming every
 //!   bootstrap member with the directory id derived for it (`policy::flavor::kraft`), the same
 //!   list on every member;
-//! - any other member, and a bootstrap member whose quorum already has a leader (its volume
-//!   was lost): `--no-initial-controllers`, with a new random directory id. It starts as an
+//! - any other member, a bootstrap member whose cluster is recorded as formed
+//!   (`member::formation`, leader or not), and one whose quorum already has a leader (its
+//!   volume was lost): `--no-initial-controllers`, with a new random directory id. It starts as an
 //!   observer; never as the old voter with an empty log, which could elect a leader that
 //!   lacks committed records.
 //!
@@ -26,6 +27,7 @@ use super::{
     read_settings, KraftCluster, KraftEnv, DIRECTORY_ID_SETTING, NODE_ID_SETTING, SETTINGS_FILE,
 };
 use crate::member::cluster::{Membership, RaftMember};
+use crate::member::formation::Formation;
 use crate::member::{JoinOutcome, MemberEnv, MemberError, Removal};
 use crate::policy::flavor::kraft::directory_id;
 
@@ -133,15 +135,16 @@ pub async fn prepare(
         return Ok(JoinOutcome::HasData);
     }
     let deadline = Instant::now() + budget;
-    let format = match tokio::time::timeout(budget, decide(env, kraft, cold_start_wait)).await {
-        Ok(format) => format,
-        Err(_) => {
-            return Err(MemberError::Deadline(
-                budget,
-                "could not tell a new cluster from a running one".to_owned(),
-            ))
-        }
-    };
+    let format =
+        match tokio::time::timeout(budget, decide(env, kraft, deadline, cold_start_wait)).await {
+            Ok(format) => format?,
+            Err(_) => {
+                return Err(MemberError::Deadline(
+                    budget,
+                    "could not tell a new cluster from a running one".to_owned(),
+                ))
+            }
+        };
     let left = deadline.saturating_duration_since(Instant::now());
     format_volume(env, kraft, dir, &format, left).await?;
     let meta = read_meta(&kraft.metadata_dir)?.ok_or_else(|| {
@@ -165,16 +168,30 @@ pub async fn prepare(
 }
 
 /// Bootstrap or observer, for a member whose volume is empty.
-async fn decide(env: &MemberEnv, kraft: &KraftEnv, cold_start_wait: Duration) -> Format {
+async fn decide(
+    env: &MemberEnv,
+    kraft: &KraftEnv,
+    deadline: Instant,
+    cold_start_wait: Duration,
+) -> Result<Format, MemberError> {
     if !env.is_bootstrap_member() {
         let from = match env.ordinal_start {
             0 => String::new(),
             start => format!(" from ordinal {start}"),
         };
-        return Format::Observer(format!(
+        return Ok(Format::Observer(format!(
             "ordinal {} is beyond the bootstrap set of {}{from}",
             env.ordinal, env.bootstrap_size
-        ));
+        )));
+    }
+    // The record says the cluster formed: this volume was lost. An observer needs no quorum
+    // to start; it becomes a voter (the old one swapped out) once a leader takes it in.
+    if let Formation::Formed { record, at, .. } =
+        crate::member::formation::read_until(env, deadline).await?
+    {
+        return Ok(Format::Observer(format!(
+            "a bootstrap member without data whose cluster formed before ({record}, formed {at})"
+        )));
     }
     let others: Vec<String> = env
         .other_peer_hosts()
@@ -192,10 +209,10 @@ async fn decide(env: &MemberEnv, kraft: &KraftEnv, cold_start_wait: Duration) ->
         for answer in futures::future::join_all(asks).await {
             match answer {
                 Ok(quorum) => {
-                    return Format::Observer(format!(
+                    return Ok(Format::Observer(format!(
                         "a bootstrap member without data whose cluster has formed (leader node {}, epoch {})",
                         quorum.leader_id, quorum.leader_epoch
-                    ))
+                    )))
                 }
                 Err(error) if error.kafka_error().is_some() => answered_without_leader = true,
                 Err(_) => {}
@@ -211,7 +228,7 @@ async fn decide(env: &MemberEnv, kraft: &KraftEnv, cold_start_wait: Duration) ->
                 waited = ?started.elapsed(),
                 "no leader answered; a new cluster's first start"
             );
-            return Format::Bootstrap(initial_controllers(env, kraft));
+            return Ok(Format::Bootstrap(initial_controllers(env, kraft)));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
