@@ -10,6 +10,11 @@
 //! container shared etcd's environment, the first shape replaced member 1 (the helper looked
 //! for `<name>.etcd`, found nothing and re-added it; etcd then crash-looped on its data).
 //!
+//! And a volume lost while the cluster was stopped: 3 formed with `whenScaled: Retain`,
+//! scaled to 0, member 0's PVC deleted, 1 replica for a minute, then 3. The record that the
+//! cluster formed keeps member 0 from starting a new cluster under its old member ID; once
+//! members 1 and 2 are back it is replaced as a new member and serves the old keys.
+//!
 //! Every wait has a deadline; on failure the test prints the pods, their events and logs.
 
 mod common;
@@ -246,6 +251,131 @@ fn etcd_data_dir_from_a_configmap_variable_keeps_a_scaled_up_member_through_a_po
     wait_members(plane, &ns, &five, &five);
     put(plane, &ns, "store-0", "/datavar/before", "kept");
     delete_pod_keeps_its_member(plane, &ns, "store-3", &five, "/datavar/before");
+    let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "{stderr}");
+}
+
+/// `etcdctl member list` through `pod`: (name, id, learner) of every member.
+fn member_roles(plane: &ControlPlane, ns: &str, pod: &str) -> Vec<(String, String, bool)> {
+    let out = exec(
+        plane,
+        ns,
+        pod,
+        &["etcdctl", "member", "list", "-w", "json", "--hex"],
+    )
+    .unwrap_or_default();
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    list["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_owned(),
+                m["ID"].as_str().unwrap_or_default().to_owned(),
+                m["isLearner"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_volume_lost_while_the_cluster_was_stopped_comes_back_as_a_new_member() {
+    let plane = installed();
+    let ns = namespace(plane, "lostvol", true);
+    let manifest = reshaped_etcd(
+        r#"          command: ["etcd"]
+          envFrom:
+            - configMapRef:
+                name: store-env"#,
+    )
+    .replace("whenScaled: Delete", "whenScaled: Retain");
+    let (ok, _, stderr) = run(plane, &["apply", "-n", &ns, "-f", "-"], Some(&manifest));
+    assert!(ok, "{stderr}");
+    let three = ["store-0", "store-1", "store-2"];
+    wait_ready(plane, &ns, &three);
+    let before = wait_members(plane, &ns, &three, &three);
+    put(plane, &ns, "store-1", "/lost/before", "kept");
+    // The sidecar next to a member records that the cluster formed.
+    let record = wait(plane, &ns, 60, "no record that the cluster formed", || {
+        get(plane, &ns, "configmap/store-raft-formed")
+    });
+    let sts = get(plane, &ns, "statefulset/store").unwrap();
+    assert_eq!(
+        record["metadata"]["ownerReferences"][0]["uid"], sts["metadata"]["uid"],
+        "{record:#}"
+    );
+    let formed = wait(plane, &ns, 60, "no ClusterFormed Event", || {
+        helper_events(plane, &ns)
+            .into_iter()
+            .find(|(reason, _)| reason == "ClusterFormed")
+    });
+    assert!(formed.1.contains("store-raft-formed"), "{formed:?}");
+
+    // Stopped as a whole, member 0's volume lost, started with one replica for a minute.
+    scale_statefulset(plane, &ns, "store", 0);
+    wait_gone(plane, &ns, &three);
+    let (ok, _, stderr) = run(
+        plane,
+        &[
+            "delete",
+            "pvc",
+            "-n",
+            &ns,
+            "datadir-store-0",
+            "--timeout=90s",
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    scale_statefulset(plane, &ns, "store", 1);
+    let waiting = wait_event(plane, &ns, "MemberVolumeLost", "store-0");
+    assert!(
+        waiting.contains("store-raft-formed") && waiting.contains("waiting for a quorum"),
+        "{waiting}"
+    );
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(60) {
+        let pod = get(plane, &ns, "pod/store-0").unwrap_or_default();
+        let etcd_started = pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == "etcd" && !c["state"]["waiting"].is_object());
+        assert!(
+            !etcd_started,
+            "etcd started on an empty volume while the cluster was down\n{}",
+            report(plane, &ns)
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+
+    // Back to 3: members 1 and 2 resume from their data, and member 0 is replaced.
+    scale_statefulset(plane, &ns, "store", 3);
+    wait_ready(plane, &ns, &three);
+    let after = wait_members(plane, &ns, &three, &three);
+    assert_ne!(
+        after["store-0"],
+        before["store-0"],
+        "store-0 came back under its old member ID with an empty log\n{}",
+        report(plane, &ns)
+    );
+    for kept in ["store-1", "store-2"] {
+        assert_eq!(after[kept], before[kept], "{kept} kept its member ID");
+    }
+    let roles = member_roles(plane, &ns, "store-0");
+    assert!(
+        roles.len() == 3 && roles.iter().all(|(_, _, learner)| !learner),
+        "3 voting members: {roles:?}"
+    );
+    assert_eq!(
+        read_key(plane, &ns, "store-0", "/lost/before").as_deref(),
+        Some("kept"),
+        "the key written before the stop, through store-0\n{}",
+        report(plane, &ns)
+    );
+    let joined = wait_event(plane, &ns, "MemberJoined", "store-0");
+    assert!(joined.contains("without data"), "{joined}");
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");
 }

@@ -10,6 +10,10 @@
 //! helpers' API access cut during a 5 → 3 both leaves are kept, and within 120 s of restored
 //! access the sidecar next to the leader removes both; every message produced with
 //! `acks=all` along the way is consumed at the end; `raft-injector check` is green.
+//!
+//! At the end, a controller volume lost while the whole quorum was stopped (0 replicas, its PVC
+//! deleted, 1 replica for a minute, then 3) comes back as an observer with a new directory id
+//! and is swapped in as voter 0.
 
 mod common;
 
@@ -345,8 +349,8 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
             .iter()
             .any(|(reason, message)| reason == "MemberFormatted"
                 && message.starts_with("kafka-controller-2: ")
-                && message.contains("whose cluster has formed")),
-        "controller 2 formatted as an observer of the formed cluster: {events:?}"
+                && message.contains("kafka-controller-raft-formed")),
+        "controller 2 formatted as an observer because the record says the cluster formed: {events:?}"
     );
     assert!(
         events.iter().any(|(reason, _)| reason == "MemberReplaced"),
@@ -422,29 +426,15 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
     sent.push("after-the-repair".to_owned());
     produce(plane, &ns, &sent[6]);
 
+    // A controller volume lost while the whole quorum was stopped.
+    a_volume_lost_while_stopped(plane, &ns, &repaired);
+    sent.push("after-a-volume-lost-while-stopped".to_owned());
+    produce(plane, &ns, &sent[7]);
+
     // Every acknowledged message is there.
-    let (ok, consumed, err) = in_pod(
-        plane,
-        &ns,
-        "kafka-broker-0",
-        None,
-        &[
-            "/opt/kafka/bin/kafka-console-consumer.sh",
-            "--bootstrap-server",
-            "localhost:9092",
-            "--topic",
-            TOPIC,
-            "--from-beginning",
-            "--max-messages",
-            &sent.len().to_string(),
-            "--timeout-ms",
-            "60000",
-        ],
-    );
-    assert!(ok, "consuming: {consumed}{err}");
-    let got: Vec<&str> = consumed.lines().collect();
     assert_eq!(
-        got, sent,
+        consume(plane, &ns, sent.len()),
+        sent,
         "every message produced with acks=all is consumed"
     );
 
@@ -457,4 +447,164 @@ fn kraft_controllers_follow_kubectl_scale_keep_their_identity_and_get_a_missed_l
         out.contains("3 members: kafka-controller-0, kafka-controller-1, kafka-controller-2"),
         "{out}"
     );
+}
+
+/// Every message on the topic, read through the broker; `count` are expected.
+fn consume(plane: &ControlPlane, ns: &str, count: usize) -> Vec<String> {
+    let (ok, consumed, err) = in_pod(
+        plane,
+        ns,
+        "kafka-broker-0",
+        None,
+        &[
+            "/opt/kafka/bin/kafka-console-consumer.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--topic",
+            TOPIC,
+            "--from-beginning",
+            "--max-messages",
+            &count.to_string(),
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    assert!(ok, "consuming: {consumed}{err}\n{}", report(plane, ns));
+    consumed.lines().map(str::to_owned).collect()
+}
+
+/// A controller volume lost while the quorum was stopped: with `whenScaled: Retain`, the
+/// controllers scaled to 0, controller 0's PVC deleted, 1 replica for a minute, then 3. The
+/// record that the cluster formed is what tells this from a new cluster's first start when
+/// no controller answers: without it, controller 0 took the silence for a first start and
+/// formatted as the old voter 0 (its derived directory id) with an empty log. With it,
+/// controller 0 starts as an observer with a new directory id, waits alone, and is swapped
+/// in as voter 0 once the others are back.
+fn a_volume_lost_while_stopped(plane: &ControlPlane, ns: &str, formed: &BTreeMap<i64, String>) {
+    let record = wait(plane, ns, 60, "no record that the cluster formed", || {
+        common::controlplane::get(plane, ns, "configmap/kafka-controller-raft-formed")
+    });
+    assert!(
+        record["data"]["members"]
+            .as_str()
+            .is_some_and(|m| m.contains("kafka-controller-0")),
+        "{record:#}"
+    );
+    let (ok, _, err) = run(
+        plane,
+        &[
+            "patch",
+            "statefulset",
+            CONTROLLERS,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Retain"}}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let controllers: Vec<String> = (0..3).map(|i| format!("{CONTROLLERS}-{i}")).collect();
+    scale_statefulset(plane, ns, CONTROLLERS, 0);
+    wait_gone(plane, ns, &controllers);
+    let (ok, _, err) = run(
+        plane,
+        &[
+            "delete",
+            "pvc",
+            "-n",
+            ns,
+            "data-kafka-controller-0",
+            "--timeout=90s",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let formatted_before = common::node::helper_events(plane, ns)
+        .iter()
+        .filter(|(r, m)| r == "MemberFormatted" && m.starts_with("kafka-controller-0: "))
+        .count();
+    scale_statefulset(plane, ns, CONTROLLERS, 1);
+    let formatted = wait(
+        plane,
+        ns,
+        120,
+        "controller 0 did not format its new volume",
+        || {
+            common::node::helper_events(plane, ns)
+                .into_iter()
+                .filter(|(r, m)| r == "MemberFormatted" && m.starts_with("kafka-controller-0: "))
+                .nth(formatted_before)
+                .map(|(_, m)| m)
+        },
+    );
+    assert!(
+        formatted.contains("kafka-controller-raft-formed") && formatted.contains("observer"),
+        "controller 0 formatted as an observer because the cluster formed before: {formatted}"
+    );
+    // (The Event comes from the join container; Kafka's own container starts after it.)
+    let meta = wait(
+        plane,
+        ns,
+        120,
+        "controller 0's container did not start",
+        || {
+            let (ok, meta, _) = in_pod(
+                plane,
+                ns,
+                "kafka-controller-0",
+                None,
+                &["cat", "/var/lib/kafka/data/meta.properties"],
+            );
+            ok.then_some(meta)
+        },
+    );
+    let old_dir = formed[&0].clone();
+    assert!(
+        !meta.contains(&format!("directory.id={old_dir}")),
+        "controller 0 must not reuse voter 0's directory id {old_dir}:\n{meta}"
+    );
+    // A minute with controller 0 alone: an observer with no leader to follow.
+    let held = Instant::now();
+    while held.elapsed() < std::time::Duration::from_secs(60) {
+        let (_, again, _) = in_pod(
+            plane,
+            ns,
+            "kafka-controller-0",
+            None,
+            &["cat", "/var/lib/kafka/data/meta.properties"],
+        );
+        assert!(
+            again.is_empty() || again == meta,
+            "meta.properties changed while alone:\n{again}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(10));
+    }
+
+    scale_statefulset(plane, ns, CONTROLLERS, 3);
+    pods_ready(plane, ns, &pods(3));
+    let step = Instant::now();
+    let swapped = wait(
+        plane,
+        ns,
+        240,
+        "controller 0 was not swapped in with a new directory id",
+        || {
+            let listed = voters(plane, ns, "kafka-controller-1").ok()?;
+            (listed.keys().copied().collect::<Vec<_>>() == [0, 1, 2] && listed[&0] != old_dir)
+                .then_some(listed)
+        },
+    );
+    eprintln!(
+        "controller 0 (volume lost while stopped) a voter again with directory id {} {:.0?} after the scale to 3",
+        swapped[&0],
+        step.elapsed()
+    );
+    for id in [1, 2] {
+        assert_eq!(
+            swapped[&id], formed[&id],
+            "voter {id} kept its directory id"
+        );
+    }
 }

@@ -301,6 +301,9 @@ impl Cluster {
         let container = self.container("raft-injector-join");
         let (program, args) = self.local_command(&container["command"]);
         let mut env = self.env("raft-injector-join", i);
+        // The pod's credentials, as the ServiceAccount token gives them in a pod: the join
+        // reads and writes the record that the cluster formed.
+        env.insert("KUBECONFIG".into(), self.kubeconfig.display().to_string());
         edit(&mut env);
         self.net.command(i, &env, &program, &args).output().unwrap()
     }
@@ -638,6 +641,22 @@ fn member_lifecycle_on_real_etcd() {
             .to_owned(),
     );
 
+    // The joins recorded that the cluster formed, in a ConfigMap the StatefulSet owns.
+    let record = get(c.plane, &c.namespace, "configmap/etcd-raft-formed")
+        .expect("the joins recorded that the cluster formed");
+    let sts = get(c.plane, &c.namespace, "statefulset/etcd").unwrap();
+    assert_eq!(
+        record["metadata"]["ownerReferences"][0]["uid"], sts["metadata"]["uid"],
+        "owned by this StatefulSet: {record}"
+    );
+    let recorded = record["data"]["members"].as_str().unwrap_or_default();
+    assert!(
+        ["etcd-0", "etcd-1", "etcd-2"]
+            .iter()
+            .all(|m| recorded.contains(m)),
+        "the bootstrap members are named: {record}"
+    );
+
     // 3. Scale 5 -> 3: the preStop hook of ordinals 4 and 3 removes exactly those.
     c.scale(3);
     let mut leave_times = Vec::new();
@@ -789,7 +808,7 @@ fn member_lifecycle_on_real_etcd() {
     });
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        !out.status.success() && log.contains("has formed before"),
+        !out.status.success() && log.contains("formed before"),
         "a member without data must wait for a formed cluster's quorum: {log}"
     );
     assert!(
@@ -816,6 +835,50 @@ fn member_lifecycle_on_real_etcd() {
         assert_eq!(c.read_all(i), 31, "member {i}");
     }
     report.push(format!("cluster down, etcd-1's volume lost: join refused to bootstrap while etcd-0 (alone, from data) reported a formed cluster ({waited:?}); replaced once a quorum answered; 31 keys"));
+
+    // 10. The whole cluster down and etcd-0's volume lost, and no other member running: the
+    //     silence of a new cluster's first start. Without the record, the join took it for
+    //     one after the cold-start wait and started etcd-0 under its old identity with an
+    //     empty log. The record says the cluster formed: the join waits for a quorum and
+    //     then replaces etcd-0 as a new member.
+    let before = c.ids();
+    for i in 0..5 {
+        c.stop(i);
+    }
+    std::fs::remove_dir_all(c.data_dir(0)).unwrap();
+    std::fs::create_dir_all(c.data_dir(0)).unwrap();
+    let out = c.join_with(0, |env| {
+        env.insert("RAFT_INJECTOR_JOIN_TIMEOUT_SECONDS".into(), "15".into());
+        env.insert("RAFT_INJECTOR_COLD_START_WAIT_SECONDS".into(), "2".into());
+    });
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success()
+            && log.contains("etcd-raft-formed")
+            && log.contains("volume is empty"),
+        "with the cluster recorded as formed, a member without data must not bootstrap: {log}"
+    );
+    assert!(
+        !c.data_dir(0).join("member").exists() && !c.helper_dir(0).join("etcd-join.env").exists(),
+        "nothing was started or written for etcd-0: {log}"
+    );
+    for i in 1..5 {
+        c.start(i);
+    }
+    let log = succeeded("join after losing the volume in a full outage", &c.join(0));
+    assert!(log.contains("without data"), "{log}");
+    c.start(0);
+    c.wait_for_members(&["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]);
+    let after = c.ids();
+    for (name, id) in &before {
+        if name == "etcd-0" {
+            assert_ne!(after[name], *id, "etcd-0 came back as a new member");
+        } else {
+            assert_eq!(after[name], *id, "{name} kept its id");
+        }
+    }
+    assert_eq!(c.read_all(0), 31, "etcd-0 serves every key");
+    report.push("full outage, etcd-0's volume lost, no member running: join refused to start a new cluster (the record says it formed); replaced with a new id once the others were back; 31 keys through etcd-0".to_owned());
 
     eprintln!(
         "\nmember lifecycle on real etcd:\n  {}",

@@ -381,6 +381,9 @@ pub fn print_story(plane: &ControlPlane, ns: &str) {
 /// Builds an example's image with `run.sh VERB` and loads it into the node (cached by its
 /// sources); returns the image name run.sh printed.
 pub fn load_example_image(plane: &ControlPlane, verb: &str) -> String {
+    // Tests of one binary run in parallel; one build and import at a time.
+    static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(super::root().join("tests/controlplane/run.sh"))
         .arg(verb)
         .arg(&plane.dir)
