@@ -212,6 +212,11 @@ fn leftovers(plane: &ControlPlane) -> Vec<String> {
         ("", "clusterrolebinding/raft-injector"),
         ("", "clusterrole/raft-injector-certs"),
         ("", "clusterrolebinding/raft-injector-certs"),
+        ("", "validatingadmissionpolicy/raft-injector-own-rights"),
+        (
+            "",
+            "validatingadmissionpolicybinding/raft-injector-own-rights",
+        ),
         ("raft-injector", "role/raft-injector-certs"),
         ("raft-injector", "secret/raft-injector-tls"),
         ("raft-injector", "deployment/raft-injector"),

@@ -844,3 +844,140 @@ fn etcd_with_a_tls_secret_is_https_everywhere_and_follows_scale() {
     let (ok, _, stderr) = run(plane, &["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "{stderr}");
 }
+
+/// The webhook's ServiceAccount, as a compromised webhook pod would act: RBAC lets it update
+/// its two webhook configurations and create Secrets in its namespace, and the shipped
+/// ValidatingAdmissionPolicy narrows that to the caBundle and its own Secret. Every write is a
+/// server-side dry run, so the shared cluster is left as it was.
+#[test]
+fn the_webhook_service_account_may_change_only_its_ca_bundle_and_its_own_secret() {
+    const SA: &str = "--as=system:serviceaccount:raft-injector:raft-injector";
+    let plane = installed();
+    // Replaces `what` (kind/name, in namespace `ns` when set) edited by `edit`, through the
+    // raw API (kubectl's own replace would also rewrite the last-applied annotation);
+    // returns (accepted, what the API server said).
+    let replace = |who: Option<&str>, kind: &str, name: &str, edit: &dyn Fn(&mut Value)| {
+        let (path, ns) = match kind {
+            "secret" => (
+                format!("/api/v1/namespaces/raft-injector/secrets/{name}"),
+                "raft-injector",
+            ),
+            _ => (
+                format!("/apis/admissionregistration.k8s.io/v1/{kind}s/{name}"),
+                "",
+            ),
+        };
+        let mut object = get(plane, ns, &format!("{kind}/{name}")).expect("the object exists");
+        edit(&mut object);
+        let mut args = vec!["replace", "--raw"];
+        let url = format!("{path}?dryRun=All");
+        args.push(&url);
+        args.extend(["-f", "-"]);
+        args.extend(who);
+        let (ok, out, err) = run(plane, &args, Some(&object.to_string()));
+        (ok, format!("{out}{err}"))
+    };
+    let mutating = "mutatingwebhookconfiguration";
+    let validating = "validatingwebhookconfiguration";
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let denied: [(&str, &str, Edit); 7] = [
+        (
+            mutating,
+            "failurePolicy: Ignore",
+            Box::new(|o| o["webhooks"][0]["failurePolicy"] = "Ignore".into()),
+        ),
+        (
+            mutating,
+            "namespaceSelector: {}",
+            Box::new(|o| o["webhooks"][0]["namespaceSelector"] = serde_json::json!({})),
+        ),
+        (
+            mutating,
+            "a second webhook",
+            Box::new(|o| {
+                let mut second = o["webhooks"][0].clone();
+                second["name"] = "second.raft-injector.io".into();
+                o["webhooks"].as_array_mut().unwrap().push(second);
+            }),
+        ),
+        (
+            mutating,
+            "a cert-manager CA injection annotation",
+            Box::new(|o| {
+                o["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] =
+                    "elsewhere/ca".into();
+            }),
+        ),
+        (
+            validating,
+            "rules for every operation",
+            Box::new(|o| o["webhooks"][0]["rules"][0]["operations"] = serde_json::json!(["*"])),
+        ),
+        (
+            validating,
+            "a URL instead of the Service",
+            Box::new(|o| {
+                o["webhooks"][0]["clientConfig"] = serde_json::json!({
+                    "url": "https://10.0.0.1:8443/validate",
+                    "caBundle": o["webhooks"][0]["clientConfig"]["caBundle"].clone(),
+                });
+            }),
+        ),
+        (
+            validating,
+            "timeoutSeconds 30",
+            Box::new(|o| o["webhooks"][0]["timeoutSeconds"] = 30.into()),
+        ),
+    ];
+    for (kind, what, edit) in &denied {
+        let (ok, said) = replace(Some(SA), kind, "raft-injector", edit.as_ref());
+        assert!(
+            !ok && said.contains("raft-injector-own-rights") && said.contains("caBundle"),
+            "the ServiceAccount changed {what} in its {kind}: {said}"
+        );
+        // The policy binds this ServiceAccount only: an administrator may.
+        let (ok, said) = replace(None, kind, "raft-injector", edit.as_ref());
+        assert!(ok, "an administrator's {what} on {kind}: {said}");
+    }
+    // What the webhook itself does: a new caBundle (here the old one twice), and its Secret.
+    let double_bundle = |o: &mut Value| {
+        for hook in o["webhooks"].as_array_mut().unwrap() {
+            use base64::Engine as _;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let pem = engine
+                .decode(hook["clientConfig"]["caBundle"].as_str().unwrap())
+                .unwrap();
+            hook["clientConfig"]["caBundle"] = engine.encode([&pem[..], &pem[..]].concat()).into();
+        }
+    };
+    for kind in [mutating, validating] {
+        let (ok, said) = replace(Some(SA), kind, "raft-injector", &double_bundle);
+        assert!(
+            ok,
+            "the ServiceAccount's caBundle update of its {kind}: {said}"
+        );
+    }
+    let (ok, said) = replace(Some(SA), "secret", "raft-injector-tls", &|o| {
+        o["metadata"]["annotations"]["raft-injector.io/test"] = "touched".into();
+    });
+    assert!(ok, "the ServiceAccount's update of its own Secret: {said}");
+    let (ok, _, said) = run(
+        plane,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "planted",
+            "-n",
+            "raft-injector",
+            "--from-literal=k=v",
+            "--dry-run=server",
+            SA,
+        ],
+        None,
+    );
+    assert!(
+        !ok && said.contains("raft-injector-own-rights") && said.contains("only the Secret"),
+        "the ServiceAccount created another Secret: {said}"
+    );
+}

@@ -153,6 +153,7 @@ pub async fn check(
         return Some(installation);
     };
     installation.namespace = Some(namespace.clone());
+    report.push(super::rights::check(client, options, &namespace).await);
     let pods = ready_pods(client, options, &namespace, &name, port, report).await;
     if pods.is_empty() {
         return Some(installation);

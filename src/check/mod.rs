@@ -9,6 +9,7 @@ pub mod dry_run;
 pub mod install;
 pub mod membership;
 pub mod report;
+pub mod rights;
 pub mod workloads;
 
 use std::time::Duration;
