@@ -147,3 +147,65 @@ fn half_a_ca_is_an_error_that_names_the_fix() {
         "{stderr}"
     );
 }
+
+/// Private keys stay out of `Debug` output (logs, panics) and out of reach of other users:
+/// `certs` narrows a key file that already exists with a wider mode to 0600.
+#[test]
+fn keys_never_show_in_debug_output_and_key_files_are_0600_even_when_they_existed() {
+    use raft_injector::certs::rotation::Stored;
+    use std::os::unix::fs::PermissionsExt;
+    let request = raft_injector::certs::CertRequest {
+        service: "raft-injector".to_owned(),
+        namespace: "raft-injector".to_owned(),
+        cluster_domain: "cluster.local".to_owned(),
+        ips: vec![],
+        days: 30,
+    };
+    let issued = raft_injector::certs::issue(&request, None).unwrap();
+    let stored = Stored {
+        ca_cert: Some(issued.ca.cert.clone()),
+        ca_key: Some(issued.ca.key.clone()),
+        previous_ca: None,
+        tls_cert: Some(issued.cert.clone()),
+        tls_key: Some(issued.key.clone()),
+    };
+    for shown in [
+        format!("{issued:?}"),
+        format!("{:?}", issued.ca),
+        format!("{stored:?}"),
+    ] {
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(
+            shown.contains("redacted") && shown.contains("BEGIN CERTIFICATE"),
+            "{shown}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    for key in ["ca.key", "tls.key"] {
+        std::fs::write(dir.path().join(key), "old").unwrap();
+        std::fs::set_permissions(dir.path().join(key), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let (ok, stderr) = certs(
+        dir.path(),
+        &[
+            "--service",
+            "raft-injector",
+            "--namespace",
+            "raft-injector",
+            "--new-ca",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    for key in ["ca.key", "tls.key"] {
+        let mode = std::fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+        let text = std::fs::read_to_string(dir.path().join(key)).unwrap();
+        assert!(text.contains("PRIVATE KEY"), "{key} was rewritten");
+    }
+}

@@ -74,20 +74,50 @@ impl CertRequest {
 }
 
 /// A CA as PEM: its certificate and private key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ca {
     pub cert: String,
     pub key: String,
 }
 
 /// PEM-encoded output.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Issued {
     pub ca: Ca,
     /// Whether `ca` is the CA that was passed in, rather than a new one.
     pub ca_reused: bool,
     pub cert: String,
     pub key: String,
+}
+
+/// How a private key shows in `Debug` output (logs, panics, test failures): whether there is
+/// one, never its bytes.
+pub fn redacted(key: &str) -> &'static str {
+    if key.is_empty() {
+        "(none)"
+    } else {
+        "(private key, redacted)"
+    }
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("cert", &self.cert)
+            .field("key", &redacted(&self.key))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("ca", &self.ca)
+            .field("ca_reused", &self.ca_reused)
+            .field("cert", &self.cert)
+            .field("key", &redacted(&self.key))
+            .finish()
+    }
 }
 
 fn validity(params: &mut CertificateParams, now: OffsetDateTime, life: Duration) {
@@ -217,7 +247,15 @@ fn write(path: PathBuf, contents: &str, private: bool) -> Result<(), CertsError>
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(&path)?.write_all(contents.as_bytes())
+        let mut file = options.open(&path)?;
+        // The mode above applies only to a new file: an existing one (written by another
+        // tool, or before this rule) is narrowed before the key goes in.
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(contents.as_bytes())
     })();
     result.map_err(|source| CertsError::Write { path, source })
 }

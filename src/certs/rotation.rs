@@ -26,13 +26,26 @@ use super::{issue_leaf_at, new_ca_at, Ca, CertRequest, CertsError};
 pub const PREVIOUS_CA_FILE: &str = "ca-previous.crt";
 
 /// The Secret's PEM entries (`ca.crt`, `ca.key`, `ca-previous.crt`, `tls.crt`, `tls.key`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Stored {
     pub ca_cert: Option<String>,
     pub ca_key: Option<String>,
     pub previous_ca: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = |k: &Option<String>| k.as_deref().map(super::redacted);
+        f.debug_struct("Stored")
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_key", &key(&self.ca_key))
+            .field("previous_ca", &self.previous_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &key(&self.tls_key))
+            .finish()
+    }
 }
 
 impl Stored {
