@@ -324,3 +324,187 @@ fn a_flood_of_endless_header_lines_costs_bounded_memory_and_reviews_still_pass()
         started.elapsed()
     );
 }
+
+/// A CREATE review of a Raft StatefulSet whose etcd container carries `env_bytes` of env:
+/// its answer's patch copies that env into the join container, so the answer is larger
+/// than the request.
+fn large_answer_review(env_bytes: usize) -> bytes::Bytes {
+    let mut review: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("tests/data/create-etcd.json")).unwrap(),
+    )
+    .unwrap();
+    let value = "v".repeat(1000);
+    let env: Vec<serde_json::Value> = (0..env_bytes / 1000)
+        .map(|i| serde_json::json!({"name": format!("PAD_{i}"), "value": value}))
+        .collect();
+    let container = &mut review["request"]["object"]["spec"]["template"]["spec"]["containers"][0];
+    container["env"].as_array_mut().unwrap().extend(env);
+    bytes::Bytes::from(serde_json::to_vec(&review).unwrap())
+}
+
+/// One HTTP/2 connection whose client never opens its receive window (0 for every stream):
+/// `streams` reviews sent whole, their answers never read, all held for `hold`. Returns how
+/// many answers started (headers received) and how many streams were reset by the server.
+async fn unread_answers(
+    target: Target,
+    review: bytes::Bytes,
+    streams: usize,
+    hold: Duration,
+) -> (usize, usize) {
+    let Ok(stream) = tls(&target, b"h2").await else {
+        return (0, 0);
+    };
+    let Ok((client, connection)) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+    else {
+        return (0, 0);
+    };
+    tokio::spawn(connection);
+    let mut pending = Vec::new();
+    for _ in 0..streams {
+        let Ok(Ok(mut client)) =
+            tokio::time::timeout(Duration::from_secs(10), client.clone().ready()).await
+        else {
+            break;
+        };
+        let request = http::Request::post("https://raft-injector/mutate")
+            .header("content-type", "application/json")
+            .header("content-length", review.len().to_string())
+            .body(())
+            .unwrap();
+        let Ok((response, mut body)) = client.send_request(request, false) else {
+            break;
+        };
+        let mut rest = review.clone();
+        while !rest.is_empty() {
+            body.reserve_capacity(rest.len().min(64 * 1024));
+            match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                Some(Ok(n)) if n > 0 => {
+                    let piece = rest.split_to(n.min(rest.len()));
+                    if body.send_data(piece, rest.is_empty()).is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        pending.push(response);
+    }
+    let (mut started, mut reset) = (0, 0);
+    let mut held = Vec::new();
+    for response in pending {
+        match tokio::time::timeout(Duration::from_secs(20), response).await {
+            Ok(Ok(answer)) => {
+                started += 1;
+                held.push(answer); // its body is never read
+            }
+            _ => reset += 1,
+        }
+    }
+    tokio::time::sleep(hold).await;
+    // A shed answer's stream was reset: its body ends in an error at once.
+    for answer in held {
+        let mut body = answer.into_body();
+        if let Ok(Some(Err(_))) = tokio::time::timeout(Duration::from_millis(50), body.data()).await
+        {
+            reset += 1;
+        }
+    }
+    (started, reset)
+}
+
+/// HTTP/2 clients that send whole reviews and never read the answers (receive window 0):
+/// `serve` stays far under its limit and answers a normal review meanwhile. The answers are
+/// small here (a patch copies the container's env with JSON Patch `copy` operations, so a
+/// 1 MB review gets an 8 KB answer); that unread answers stay counted in the body budget and
+/// are shed for newer requests is shown by the unit tests in `src/server/budget.rs`.
+#[test]
+fn answers_nobody_reads_cost_bounded_memory_and_reviews_still_pass() {
+    const CONNECTIONS: usize = 8;
+    // The server's limit of concurrent streams per connection.
+    const STREAMS: usize = 32;
+    let plane = control_plane();
+    let (ok, _, err) = common::controlplane::run(
+        plane,
+        &["apply", "-n", "default", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: etcd\nspec:\n  clusterIP: None\n  publishNotReadyAddresses: true\n  selector:\n    app: etcd\n  ports:\n    - name: peer\n      port: 2380\n",
+        ),
+    );
+    assert!(ok, "{err}");
+    let mut webhook = Webhook::start(plane, "answer-flood");
+    let pid = webhook.server_pid();
+    let idle = peak_rss_kib(pid);
+    let review = large_answer_review(1_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = Target {
+        port: webhook.port,
+        ca: webhook.certs.join("ca.crt"),
+    };
+    let started = Instant::now();
+    let hold = Duration::from_secs(10);
+    let sent = review.clone();
+    let attack = runtime.spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..CONNECTIONS {
+            tasks.push(tokio::spawn(unread_answers(
+                target.clone(),
+                sent.clone(),
+                STREAMS,
+                hold,
+            )));
+        }
+        let (mut answered, mut reset) = (0, 0);
+        for task in tasks {
+            let (a, r) = task.await.unwrap_or_default();
+            answered += a;
+            reset += r;
+        }
+        (answered, reset)
+    });
+    // Once most answers are waiting unread: a normal review on a fresh connection.
+    std::thread::sleep(Duration::from_secs(12));
+    let normal = normal_review(&webhook);
+    let (answered, reset) = runtime.block_on(attack).unwrap();
+    let peak = peak_rss_kib(webhook.server_pid());
+    let metrics = webhook.metrics();
+    assert_eq!(webhook.server_pid(), pid, "serve was restarted or replaced");
+    let answer_size: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("raft_injector_admission_response_bytes_sum{webhook=\"mutate\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        answered + reset > CONNECTIONS * STREAMS / 2,
+        "the attack did not get its reviews answered ({answered} answers, {reset} resets)"
+    );
+    assert!(
+        peak < LIMIT_KIB,
+        "peak RSS {} MiB with {answered} unread answers of about {} KB is over the Deployment's 256 MiB limit",
+        peak / 1024,
+        review.len() / 1000
+    );
+    let normal = normal.unwrap_or_else(|e| panic!("the normal review failed: {e}"));
+    assert!(
+        normal < Duration::from_secs(2),
+        "the normal review took {normal:?} under the flood"
+    );
+    webhook.stop();
+    eprintln!(
+        "\nanswer flood against serve: {CONNECTIONS} HTTP/2 connections with a receive window of 0, {STREAMS} \
+         reviews of {} KB each; {answered} answers started, {reset} streams reset (answers shed), \
+         {answer_size:.0} answer bytes produced in all: peak RSS {} MiB (idle {} MiB, limit 256), a \
+         normal review answered in {normal:?}, flood ran {:?}",
+        review.len() / 1000,
+        peak / 1024,
+        idle / 1024,
+        started.elapsed()
+    );
+}

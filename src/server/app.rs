@@ -147,7 +147,7 @@ fn reject(
 
 async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
-    // Held until the answer is written: the body's bytes are in memory until then.
+    // Held until the answer is sent: first for the body's bytes, then for the answer's.
     let hold = state.budget.enter();
     let body = match read_body(body, state.body_timeout, &hold).await {
         Ok(body) => body,
@@ -222,9 +222,13 @@ async fn handle(webhook: Webhook, State(state): State<AppState>, body: Body) -> 
         }
     };
     state.metrics.response_size(webhook.as_str(), body.len());
+    // The answer's bytes stay counted in the body budget until they are sent (see
+    // `budget::AnswerBody`): a client that never reads its answers cannot hold memory the
+    // budget does not see.
+    let answer = hold.answer(bytes::Bytes::from(body));
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+        Body::new(answer),
     )
         .into_response()
 }

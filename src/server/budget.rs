@@ -46,7 +46,14 @@ struct Reader {
     held: usize,
     shed: Arc<Notify>,
     marked: bool,
+    /// Once the body is read and answered: the answer's bytes not sent yet.
+    answer: Option<Slot>,
 }
+
+/// An answer's unsent bytes, shared with the budget so that shedding it frees them at once,
+/// even while the connection does not poll the answer (an HTTP/2 client that never opens
+/// its receive window).
+type Slot = Arc<Mutex<Option<bytes::Bytes>>>;
 
 /// Why a body was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +115,7 @@ impl BodyBudget {
                 held: 0,
                 shed: shed.clone(),
                 marked: false,
+                answer: None,
             },
         );
         Hold {
@@ -156,10 +164,19 @@ impl Hold {
                 match victim {
                     Some(key) => {
                         state.shed += 1;
-                        if let Some(r) = state.readers.get_mut(&key) {
-                            r.marked = true;
-                            r.shed.notify_one();
+                        let Some(r) = state.readers.get_mut(&key) else {
+                            continue;
+                        };
+                        r.marked = true;
+                        if let Some(slot) = &r.answer {
+                            // An answer nobody reads: its bytes go now, unsent.
+                            drop(slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+                            let freed = std::mem::take(&mut r.held);
+                            state.used -= freed;
+                            self.budget.inner.gauge.set(state.used as i64);
+                            continue;
                         }
+                        r.shed.notify_one();
                     }
                     None if pending => {}
                     None => {
@@ -171,6 +188,30 @@ impl Hold {
             // Wait for the shed body to drop its bytes (its task wakes and returns).
             let released = self.budget.inner.released.notified();
             let _ = tokio::time::timeout(RELEASE_WAIT, released).await;
+        }
+    }
+
+    /// Trades the request body's bytes for the answer's: they stay counted until the answer
+    /// is sent or dropped. An answer still unsent when newer requests need the room is shed
+    /// like a stalled body (oldest first); its bytes are freed at once and the stream is reset.
+    pub fn answer(self, answer: bytes::Bytes) -> AnswerBody {
+        let len = answer.len();
+        let slot: Slot = Arc::new(Mutex::new(Some(answer)));
+        {
+            let mut state = self.budget.lock();
+            if let Some(r) = state.readers.get_mut(&self.key) {
+                let before = r.held;
+                r.held = len;
+                r.answer = Some(slot.clone());
+                state.used = state.used - before + len;
+                self.budget.inner.gauge.set(state.used as i64);
+            }
+        }
+        self.budget.inner.released.notify_waiters();
+        AnswerBody {
+            _hold: self,
+            slot,
+            left: len,
         }
     }
 
@@ -198,6 +239,59 @@ impl Drop for Hold {
         }
         drop(state);
         self.budget.inner.released.notify_waiters();
+    }
+}
+
+/// The answer as the connection sends it, in pieces of at most [`ANSWER_CHUNK`]: HTTP/2
+/// asks for the next piece only when the client's window has room, so unsent bytes stay here,
+/// counted, rather than in the connection's buffers.
+pub struct AnswerBody {
+    _hold: Hold,
+    slot: Slot,
+    left: usize,
+}
+
+/// The largest piece of an answer handed to the connection at once.
+pub const ANSWER_CHUNK: usize = 64 * 1024;
+
+/// An answer shed before it was sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer was not read and newer requests needed its room in the body budget")]
+pub struct AnswerShed;
+
+impl http_body::Body for AnswerBody {
+    type Data = bytes::Bytes;
+    type Error = AnswerShed;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, AnswerShed>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rest) = slot.as_mut() else {
+            drop(slot);
+            self.left = 0;
+            return std::task::Poll::Ready(Some(Err(AnswerShed)));
+        };
+        let piece = if rest.len() <= ANSWER_CHUNK {
+            std::mem::take(rest)
+        } else {
+            rest.split_to(ANSWER_CHUNK)
+        };
+        drop(slot);
+        self.left -= piece.len();
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left as u64)
     }
 }
 
@@ -239,6 +333,46 @@ mod tests {
         only.reserve(60).await.unwrap();
         assert_eq!(only.reserve(60).await, Err(Shed::NoRoom));
         assert_eq!(budget.used(), 60, "the refused bytes were not taken");
+    }
+
+    async fn drain(body: AnswerBody) -> Result<Vec<u8>, AnswerShed> {
+        use http_body_util::BodyExt;
+        Ok(body.collect().await?.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn an_answer_stays_counted_until_it_is_sent_and_comes_out_whole() {
+        let budget = BodyBudget::new(1 << 20);
+        let hold = budget.enter();
+        hold.reserve(1000).await.unwrap();
+        let text: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let body = hold.answer(bytes::Bytes::from(text.clone()));
+        assert_eq!(
+            budget.used(),
+            200_000,
+            "the request's 1000 bytes traded for the answer's"
+        );
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(200_000));
+        assert_eq!(drain(body).await.unwrap(), text);
+        assert_eq!(budget.used(), 0, "released once sent");
+    }
+
+    #[tokio::test]
+    async fn an_unread_answer_is_shed_for_a_newer_request_and_its_bytes_freed_at_once() {
+        let budget = BodyBudget::new(100);
+        let old = budget.enter();
+        old.reserve(10).await.unwrap();
+        // Its client never reads: nobody polls this body while the newer request arrives.
+        let unread = old.answer(bytes::Bytes::from(vec![7u8; 90]));
+        assert_eq!(budget.used(), 90);
+        let new = budget.enter();
+        new.reserve(50).await.unwrap();
+        assert_eq!(budget.used(), 50, "the unread answer's 90 bytes were freed");
+        assert_eq!(budget.shed_total(), 1);
+        assert!(
+            drain(unread).await.is_err(),
+            "its stream ends in an error (a reset)"
+        );
     }
 
     #[tokio::test]
