@@ -56,7 +56,7 @@ fn the_webhook_runs_in_cluster_behind_its_service() {
             .flatten()
             .filter(|c| c["group"] == "raft-injector installation")
             .collect();
-        installation.len() == 7 && installation.iter().all(|c| c["outcome"] == "pass")
+        installation.len() == 8 && installation.iter().all(|c| c["outcome"] == "pass")
     };
     let mut last = Value::Null;
     let passed = common::controlplane::eventually(60, || {
